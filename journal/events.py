@@ -1,0 +1,74 @@
+"""Journal events: a msgspec tagged union, encoded canonically as msgpack.
+
+The journal knows runs, entries and keyed items, nothing about what they mean to syncd.
+An entry is one operation (`op`) on a batch of items of one `entity`; its payload holds
+the exact rows it will write, so applying it never needs the source again.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Event(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    run: str
+    at: str  # ISO-8601 UTC, microseconds, e.g. 2026-11-22T10:15:30.123456Z
+
+
+class RunStarted(Event):
+    kind: str  # copy | transfer | ...
+    source: str
+    target: str
+    options: dict[str, Any] = {}  # filters, limit, flags: never secrets
+
+
+class EntryPlanned(Event):
+    entry: int  # 1-based position in the run's plan; applied in this order
+    entity: str  # entity name, or "files" for blob copies
+    op: str  # create | update | copy
+    columns: list[str]  # names of the row fields in payload order
+    keys: list[str]  # one key per row (str of the primary key; source URI for files)
+    hashes: list[str]  # content hash per row (blake2b-128 hex of the row's msgpack)
+    payload: bytes  # zlib(msgpack(list of rows)), each row a list in `columns` order
+
+
+class PlanSealed(Event):
+    entries: int  # number of EntryPlanned events in this run
+    summary: dict[str, Any] = {}  # the plan table, as in `--json` "plan"
+
+
+class ApplyStarted(Event):
+    attempt: int  # 1 for the first apply, 2.. for resumes
+
+
+class EntryApplied(Event):
+    entry: int
+    state: str  # done | failed
+    outcomes: list[str]  # parallel to the entry's keys: created | skipped | updated | failed
+    error: str | None = None
+    retries: int = 0
+
+
+class RunFinished(Event):
+    status: str  # completed | failed | interrupted
+    error: str | None = None
+
+
+AnyEvent = RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
+
+_encoder = msgspec.msgpack.Encoder(order="sorted")
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+
+
+def encode(event: AnyEvent) -> bytes:
+    """Canonical bytes: sorted keys, so the same event always hashes the same."""
+    return _encoder.encode(event)
+
+
+def decode(body: bytes) -> AnyEvent:
+    return _decoder.decode(body)
+
+
+def type_name(event: AnyEvent) -> str:
+    return type(event).__name__

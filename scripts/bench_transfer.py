@@ -1,0 +1,252 @@
+"""DESIGN §7 benchmark: syncd transfer SQLite → SQLite against references measured in the same run.
+
+    python scripts/bench_transfer.py [--videos 20000] [--steps 4] [--keep DIR]
+    python scripts/bench_transfer.py --memory [--keep DIR]
+
+Builds a records-only world (scripts/world.py; files=False), then times on fresh copies of its
+dev.db: (1) `INSERT OR IGNORE … SELECT` over ATTACH for every table in one transaction, the
+physical limit; (2) a plain Python fetchmany/executemany loop; and then (3) the real
+`syncd transfer -s prod -t dev --yes --json` as a child process, whose peak RSS comes from
+os.wait4 (that child's own rusage). `--memory` runs syncd on a 10k- and a 100k-video world and
+prints both peak RSS figures: streaming means they should be about equal.
+Not a test: it prints numbers and ratios, it asserts nothing about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from world import World, build_world  # noqa: E402
+
+SYNCD = Path(sys.executable).parent / "syncd"
+SYNCD_ARGS = ["transfer", "-s", "prod", "-t", "dev", "--yes", "--json"]
+MIB = 1024 * 1024
+
+
+class BenchFailed(Exception):
+    pass
+
+
+@dataclass
+class Result:
+    method: str
+    rows: int
+    seconds: float
+    peak_rss: int | None = None  # bytes
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+# -- references ---------------------------------------------------------------------------------
+
+def dependency_order(db: sqlite3.Connection) -> list[str]:
+    """Tables with SQL-referenced parents first (JSON references are not needed: FKs are off)."""
+    tables = [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        " ORDER BY name")]
+    parents = {t: {r[2] for r in db.execute(f'PRAGMA foreign_key_list("{t}")')} - {t}
+               for t in tables}
+    order: list[str] = []
+    while len(order) < len(tables):
+        ready = [t for t in tables if t not in order and parents[t] <= set(order)]
+        if not ready:
+            raise BenchFailed(f"foreign-key cycle among {sorted(set(tables) - set(order))}")
+        order.extend(ready)
+    return order
+
+
+@contextmanager
+def fresh_target(world: World, scratch: Path, name: str) -> Iterator[sqlite3.Connection]:
+    path = scratch / f"{name}.db"
+    shutil.copyfile(world.dev_db, path)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield db
+    finally:
+        db.close()
+        path.unlink()
+
+
+def bench_attach(world: World, scratch: Path) -> Result:
+    with fresh_target(world, scratch, "attach") as db:
+        started = time.perf_counter()
+        db.execute("ATTACH DATABASE ? AS p", (str(world.prod_db),))
+        before = db.total_changes
+        db.execute("BEGIN")
+        for table in dependency_order(db):
+            # OR IGNORE: dev already holds some parents (same id or same natural key)
+            db.execute(f'INSERT OR IGNORE INTO main."{table}" SELECT * FROM p."{table}"')
+        db.execute("COMMIT")
+        return Result("INSERT…SELECT over ATTACH", db.total_changes - before,
+                      time.perf_counter() - started)
+
+
+def bench_python_loop(world: World, scratch: Path) -> Result:
+    source = sqlite3.connect(world.prod_db)
+    with fresh_target(world, scratch, "loop") as db:
+        started = time.perf_counter()
+        before = db.total_changes
+        for table in dependency_order(source):
+            cursor = source.execute(f'SELECT * FROM "{table}"')
+            marks = ",".join("?" * len(cursor.description))
+            insert = f'INSERT OR IGNORE INTO "{table}" VALUES ({marks})'
+            db.execute("BEGIN")
+            while batch := cursor.fetchmany(1000):
+                db.executemany(insert, batch)
+            db.execute("COMMIT")
+        rows = db.total_changes - before
+    source.close()
+    return Result("Python fetchmany/executemany", rows, time.perf_counter() - started)
+
+
+# -- syncd --------------------------------------------------------------------------------------
+
+def syncd_command(world: World) -> list[str]:
+    return [str(SYNCD), "--config", str(world.config), *SYNCD_ARGS]
+
+
+def run_measured(command: list[str], cwd: Path) -> tuple[int, str, str, float, int]:
+    """Run command; return (exit code, stdout, stderr, seconds, peak RSS bytes of that child).
+
+    os.wait4 reaps exactly this child and returns its own rusage, so the peak RSS is not mixed
+    with this process's other children (the references run in-process anyway).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        # ru_maxrss is KiB on Linux, bytes on macOS
+        rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
+        return child.returncode, out.read().decode(), err.read().decode(), seconds, rss
+
+
+def bench_syncd(world: World) -> Result:
+    if not SYNCD.exists():
+        raise BenchFailed(f"{SYNCD} not found: install syncd into this venv (pip install -e .)")
+    code, out, err, seconds, rss = run_measured(syncd_command(world), world.root)
+    if code != 0:
+        tail = "\n".join(err.strip().splitlines()[-15:])
+        raise BenchFailed(f"syncd exited with {code}:\n{tail}")
+    try:
+        report = json.loads(out)
+        created = sum(e["created"] for e in report["applied"]["entities"].values())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchFailed(f"syncd --json output does not match DESIGN §6 ({exc!r}): "
+                          f"{out[:300]!r}") from exc
+    if report.get("status") != "completed":
+        raise BenchFailed(f"syncd run {report.get('run_id')} ended {report.get('status')!r}")
+    return Result("syncd transfer", created, seconds, rss)
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+def print_table(results: list[Result]) -> None:
+    limit = results[0].rate
+    print(f"\n{'method':<30} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'vs ATTACH':>10}"
+          f" {'peak RSS':>9}")
+    for r in results:
+        rss = f"{r.peak_rss / MIB:.0f} MiB" if r.peak_rss is not None else "-"
+        ratio = f"{r.rate / limit:.3f}" if limit else "-"
+        print(f"{r.method:<30} {r.rows:>9,} {r.seconds:>8.2f} {r.rate:>10,.0f} {ratio:>10}"
+              f" {rss:>9}")
+    if len({r.rows for r in results}) > 1:
+        print("note: row counts differ between methods (syncd matches parents by natural key;"
+              " the references only skip existing ids and unique conflicts)")
+
+
+def make_world(root: Path, videos: int, steps: int) -> World:
+    started = time.perf_counter()
+    world = build_world(root, videos=videos, steps_per_video=steps, files=False)
+    seconds = time.perf_counter() - started
+    rows = sum(world.counts.values())
+    print(f"world: {videos:,} videos × {steps} steps → {rows:,} prod rows in {seconds:.1f}s"
+          f" ({world.root})", flush=True)
+    return world
+
+
+def run_speed(root: Path, videos: int, steps: int) -> None:
+    world = make_world(root, videos, steps)
+    with tempfile.TemporaryDirectory(prefix="bench-refs-", dir=root) as scratch:
+        results = [bench_attach(world, Path(scratch)), bench_python_loop(world, Path(scratch))]
+    print("running: " + shlex.join(syncd_command(world)), flush=True)
+    results.append(bench_syncd(world))
+    print_table(results)
+
+
+def run_memory(root: Path, steps: int) -> None:
+    results = []
+    for videos in (10_000, 100_000):
+        world = make_world(root / f"{videos // 1000}k", videos, steps)
+        print("running: " + shlex.join(syncd_command(world)), flush=True)
+        result = bench_syncd(world)
+        result.method = f"syncd, {videos // 1000}k videos"
+        results.append(result)
+    print(f"\n{'world':<24} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9}")
+    for r in results:
+        print(f"{r.method:<24} {r.rows:>9,} {r.seconds:>8.2f} {r.rate:>10,.0f}"
+              f" {(r.peak_rss or 0) / MIB:>5.0f} MiB")
+    small, large = (r.peak_rss or 1 for r in results)
+    print(f"peak RSS 100k / 10k = {large / small:.2f} (near 1 when memory does not grow"
+          f" with the selection; 10× the rows)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=4, help="steps per video")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="build the world(s) in DIR (must be empty) and keep them")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak RSS of syncd on a 10k- and a 100k-video world")
+    args = parser.parse_args(argv)
+    reproduce = [sys.executable, "scripts/bench_transfer.py"] + (
+        ["--memory", "--steps", str(args.steps)] if args.memory
+        else ["--videos", str(args.videos), "--steps", str(args.steps)])
+    print("reproduce: " + shlex.join(reproduce) + " [--keep DIR]", flush=True)
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        print(f"error: --keep {args.keep} is not empty", file=sys.stderr)
+        return 2
+    try:
+        with _workdir(args.keep) as root:
+            if args.memory:
+                run_memory(root, args.steps)
+            else:
+                run_speed(root, args.videos, args.steps)
+    except BenchFailed as exc:
+        print(f"bench FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        print(f"kept in {keep.resolve()}")
+        return
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        yield Path(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

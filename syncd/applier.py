@@ -1,0 +1,161 @@
+"""The applier: the ONLY code that writes to a target.
+
+It executes a sealed run's entries in plan order. Every entry it touches was made durable
+in the journal before (invariant 1). Effects are idempotent — create skips what exists,
+update sets the same values again, a file copy lands by atomic rename and is skipped when
+the target already holds the same bytes — so re-applying an entry whose outcome was lost
+in a crash changes nothing (invariant 2). Resume asks the journal's entries projection
+for what is not done, so its cost follows what is left.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import anyio
+
+from journal import SqliteJournal
+from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
+
+from . import blobs
+from .clock import now
+from .errors import PermanentError, RunStateError, StoreError, TransientError
+from .payload import unpack_rows
+from .plan import FILES
+from .schema import Schema
+from .stores.base import RecordStore
+
+RETRIES = 5
+BACKOFF = 0.05  # seconds; doubled per attempt, with jitter
+
+
+@dataclass
+class ApplyResult:
+    status: str  # completed | failed | interrupted
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    """What the applier reports after each entry; the CLI draws it."""
+
+    on_start: Callable[[int], None] = lambda total: None
+    on_entry: Callable[[str, int], None] = lambda entity, records: None
+
+
+class Applier:
+    def __init__(self, journal: SqliteJournal, run_id: str, target: RecordStore, schema: Schema,
+                 *, stopping: Callable[[], bool] = lambda: False, progress: Progress | None = None,
+                 file_workers: int = 8) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.target = target
+        self.schema = schema
+        self.stopping = stopping
+        self.progress = progress or Progress()
+        self.file_workers = file_workers
+
+    async def run(self) -> ApplyResult:
+        run = self.journal.run(self.run_id)
+        if run is None or run.sealed_at is None:
+            raise RunStateError(f"run {self.run_id} has no sealed plan")
+        if run.status == "completed":
+            raise RunStateError(f"run {self.run_id} is already completed")
+        todo = list(self.journal.entries(self.run_id, states=("pending", "failed")))
+        self.progress.on_start(sum(e.records for e in todo))
+        await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
+        result, blocked = ApplyResult("completed"), set()
+        for row in todo:
+            if self.stopping():
+                result.status = "interrupted"
+                break
+            if row.entity in blocked:
+                continue
+            applied = await self._apply(self.journal.planned(self.run_id, row.entry))
+            await self._append(applied)
+            self.progress.on_entry(row.entity, row.records)
+            if applied.state == "failed":
+                result.status = "failed"
+                result.failures.append(f"{row.entity} entry {row.entry}: {applied.error}")
+                if row.entity != FILES:  # file failures never stop records (grace semantics)
+                    blocked |= dependents(self.schema, row.entity)
+        await self._append(RunFinished(run=self.run_id, at=now(), status=result.status,
+                                       error="; ".join(result.failures[:3]) or None))
+        return result
+
+    async def _apply(self, entry: EntryPlanned) -> EntryApplied:
+        rows = unpack_rows(entry.payload)
+        if entry.op == "copy":
+            return await self._copy_files(entry, rows)
+        entity = self.schema.entity(entry.entity)
+        retries = 0
+        while True:
+            try:
+                if entry.op == "create":
+                    flags = await self.target.create(entity, entry.columns, [tuple(r) for r in rows])
+                    outcomes = ["created" if f else "skipped" for f in flags]
+                else:
+                    flags = await self.target.update(entity, [(k, f) for k, f in rows])
+                    outcomes = ["updated" if f else "skipped" for f in flags]
+                return self._outcome(entry, "done", outcomes, None, retries)
+            except TransientError as exc:
+                if retries >= RETRIES:
+                    return self._outcome(entry, "failed", None, str(exc), retries)
+                retries += 1
+                await anyio.sleep(BACKOFF * 2 ** retries * (0.5 + random.random()))
+            except StoreError as exc:
+                return self._outcome(entry, "failed", None, str(exc), retries)
+
+    async def _copy_files(self, entry: EntryPlanned, rows: list[list[Any]]) -> EntryApplied:
+        outcomes: list[str] = ["failed"] * len(rows)
+        errors: list[str] = []
+        limiter = anyio.CapacityLimiter(self.file_workers)
+
+        async def one(i: int, src: str, dst: str, size: int | None) -> None:
+            try:
+                outcomes[i] = await anyio.to_thread.run_sync(copy_file, src, dst, size, limiter=limiter)
+            except StoreError as exc:
+                errors.append(str(exc))
+
+        async with anyio.create_task_group() as tg:
+            for i, (src, dst, size) in enumerate(rows):
+                tg.start_soon(one, i, src, dst, size)
+        state = "failed" if errors else "done"
+        return self._outcome(entry, state, outcomes, "; ".join(errors[:3]) or None, 0)
+
+    def _outcome(self, entry: EntryPlanned, state: str, outcomes: list[str] | None,
+                 error: str | None, retries: int) -> EntryApplied:
+        return EntryApplied(run=self.run_id, at=now(), entry=entry.entry, state=state,
+                            outcomes=outcomes or ["failed"] * len(entry.keys),
+                            error=error, retries=retries)
+
+    async def _append(self, event: Any) -> None:
+        await anyio.to_thread.run_sync(self.journal.append, [event])
+
+
+def copy_file(src: str, dst: str, size: int | None) -> str:
+    """created, or skipped when the target already holds the same bytes (a retried entry)."""
+    source, target = blobs.store_for(src), blobs.store_for(dst)
+    if size is not None and target.size(dst) == size and source.sha256(src) == target.sha256(dst):
+        return "skipped"
+    last: Exception | None = None
+    for attempt in range(RETRIES):
+        try:
+            target.copy(src, dst, size)
+            return "created"
+        except TransientError as exc:
+            last = exc
+    raise PermanentError(str(last))
+
+
+def dependents(schema: Schema, entity: str) -> set[str]:
+    """The entity and every entity that references it, directly or not."""
+    out, todo = {entity}, [entity]
+    while todo:
+        current = todo.pop()
+        for name in schema.order:
+            if name not in out and current in schema.parents(name):
+                out.add(name)
+                todo.append(name)
+    return out

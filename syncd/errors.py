@@ -1,0 +1,58 @@
+"""The one exception tree of syncd.
+
+SyncdError
+├── InputError            bad input or config; the CLI prints one line and exits 2, nothing written
+│   ├── ConfigError       syncd.toml unreadable, malformed, unknown key, bad value
+│   ├── SchemaError       unknown entity or field, unsupported table shape, reference cycle
+│   └── FilterError       malformed filter, unknown op, value of the wrong type
+├── StoreError            a record or blob store failed while working
+│   ├── TransientError    worth retrying (locked database, connection reset, timeout)
+│   └── PermanentError    retrying will not help (constraint violated, trigger refused)
+├── RunStateError         the journal says this run cannot do what was asked (resume a completed run)
+└── Interrupted           SIGINT/SIGTERM arrived; the run stopped at an entry boundary
+
+Adapters map backend errors at their edge (`raise TransientError(...) from exc`).
+"""
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    """Root of every error syncd raises on purpose."""
+
+
+class InputError(SyncdError):
+    """Bad input: exit 2 before anything is written."""
+
+
+class ConfigError(InputError):
+    pass
+
+
+class SchemaError(InputError):
+    pass
+
+
+class FilterError(InputError):
+    pass
+
+
+class StoreError(SyncdError):
+    pass
+
+
+class TransientError(StoreError):
+    pass
+
+
+class PermanentError(StoreError):
+    pass
+
+
+class RunStateError(SyncdError):
+    pass
+
+
+class Interrupted(SyncdError):
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum

@@ -1,0 +1,75 @@
+"""Where syncd meets its journal: plans go in as entries, outcomes as events.
+
+Entries are appended in groups (group commit): one durable transaction per GROUP entries.
+That is safe because nothing is applied before the plan is sealed, and the seal is appended
+only after every entry is durable.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from journal import SqliteJournal
+from journal.events import AnyEvent, EntryPlanned, PlanSealed, RunFinished, RunStarted
+
+from .clock import now
+from .payload import pack_rows, row_hash
+from .plan import PlannedEntry, PlanRequest, PlanSummary
+
+GROUP = 16
+
+
+def planned_event(run_id: str, number: int, entry: PlannedEntry) -> EntryPlanned:
+    return EntryPlanned(
+        run=run_id, at=now(), entry=number, entity=entry.entity, op=entry.op,
+        columns=entry.columns, keys=[str(k) for k in entry.keys],
+        hashes=[row_hash(r) for r in entry.rows], payload=pack_rows(entry.rows))
+
+
+class JournalSink:
+    """Receives the planner's entries and makes them durable before the seal."""
+
+    def __init__(self, journal: SqliteJournal, run_id: str) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.entries = 0
+        self._pending: list[AnyEvent] = []
+
+    async def start(self, request: PlanRequest) -> None:
+        await self._append([RunStarted(run=self.run_id, at=now(), kind=request.kind,
+                                       source=request.source, target=request.target,
+                                       options=request.options())])
+
+    async def add(self, entry: PlannedEntry) -> None:
+        self.entries += 1
+        self._pending.append(planned_event(self.run_id, self.entries, entry))
+        if len(self._pending) >= GROUP:
+            await self.flush()
+
+    async def flush(self) -> None:
+        events, self._pending = self._pending, []
+        if events:
+            await self._append(events)
+
+    async def seal(self, summary: PlanSummary) -> None:
+        self._pending.append(PlanSealed(run=self.run_id, at=now(), entries=self.entries,
+                                        summary=summary.to_json()))
+        await self.flush()
+
+    async def abort(self, status: str, error: str | None) -> None:
+        """Planning stopped before the seal: nothing was applied; resume plans again."""
+        self._pending.clear()
+        await self._append([RunFinished(run=self.run_id, at=now(), status=status, error=error)])
+
+    async def _append(self, events: list[Any]) -> None:
+        await anyio.to_thread.run_sync(self.journal.append, events)
+
+
+class NullSink:
+    """A dry run: entries are counted by the planner and go nowhere."""
+
+    entries = 0
+
+    async def add(self, entry: PlannedEntry) -> None:
+        self.entries += 1

@@ -1,0 +1,151 @@
+"""Operations: one function per thing a user can ask, shared by the CLI and (later) the daemon.
+
+Everything that can be wrong with the input is checked in `connect()`, before the journal or
+any target is touched, so bad input fails with nothing written (invariant 8).
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from journal import SqliteJournal, open_journal
+
+from .applier import Applier, ApplyResult, Progress
+from .clock import new_run_id
+from .config import Config, sqlite_path
+from .errors import InputError, Interrupted, RunStateError, SchemaError
+from .filters import parse_filters
+from .journaling import JournalSink, NullSink
+from .plan import PlanRequest, PlanSummary, RecordAction
+from .planner import PlanContext, Planner, involved_entities
+from .schema import Schema, build_schema
+from .stores.base import RecordStore
+from .stores.sqlite import SqliteStore
+from .transforms import BlobRewriter, Transformer
+
+
+def open_store(config: Config, env: str, *, readonly: bool) -> RecordStore:
+    environment = config.environment(env)
+    if not environment.records.startswith("sqlite:"):
+        raise InputError(f"environment '{env}': records URL scheme not supported yet: {environment.records}")
+    return SqliteStore(env, sqlite_path(environment.records, config.base_dir), readonly=readonly)
+
+
+def journal_for(config: Config) -> SqliteJournal:
+    return open_journal(sqlite_path(config.journal.url, config.base_dir))
+
+
+async def load_schema(config: Config, store: RecordStore) -> Schema:
+    return build_schema(await store.describe(), config.entities)
+
+
+@asynccontextmanager
+async def connect(config: Config, request: PlanRequest) -> AsyncIterator[PlanContext]:
+    """Open both stores and validate the whole request against their schemas."""
+    if request.source == request.target:
+        raise InputError(f"source and target are the same environment '{request.source}'")
+    if request.limit is not None and request.limit < 0:
+        raise InputError(f"--limit must be 0 or more, got {request.limit}")
+    source = open_store(config, request.source, readonly=True)
+    try:
+        target = open_store(config, request.target, readonly=False)
+        try:
+            yield await _context(config, request, source, target)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+
+
+async def _context(config: Config, request: PlanRequest, source: RecordStore,
+                   target: RecordStore) -> PlanContext:
+    schema = await load_schema(config, source)
+    root = schema.entity(request.entity) if request.entity else None
+    if root is None:
+        if request.kind != "transfer":
+            raise InputError("--entity is required for copy")
+        root = schema.entity(schema.root())
+    tree = schema.tree(root.name) if request.kind == "transfer" else (root.name,)
+    check_target(schema, await load_schema(config, target), involved_entities(schema, tree), target.name)
+    rewriter = None
+    if request.copy_files:
+        env = config.environment(request.target)
+        rewriter = BlobRewriter(request.target, request.source, env.blob_map, request.target_bucket)
+    transformer = Transformer(clear=tuple(root.field(f) for f in request.clear),
+                              clear_entity=root.name, rewriter=rewriter)
+    return PlanContext(request, source, target, schema, root,
+                       parse_filters(request.filters, root), tree, transformer)
+
+
+def check_target(source: Schema, target: Schema, names: list[str], env: str) -> None:
+    """Every entity the run may write exists in the target with the same key and columns."""
+    for name in names:
+        if name not in target.entities:
+            raise SchemaError(f"environment '{env}' has no entity '{name}'")
+        want, have = source.entity(name), target.entity(name)
+        missing = [c for c in want.columns if c not in have.columns]
+        if missing or want.key != have.key:
+            raise SchemaError(f"environment '{env}': entity '{name}' differs from the source "
+                              f"(missing columns: {', '.join(missing) or 'none'}; key {have.key})")
+
+
+@dataclass
+class Planned:
+    run_id: str | None  # None for a dry run
+    summary: PlanSummary
+    entries: int
+    actions: list[RecordAction] | None
+
+
+async def plan(ctx: PlanContext, journal: SqliteJournal | None, *, verbose: bool = False,
+               stopping: Callable[[], bool] = lambda: False, run_id: str | None = None) -> Planned:
+    """Plan into the journal (sealed at the end), or nowhere when journal is None (dry run)."""
+    if journal is None:
+        sink = NullSink()
+        planner = Planner(ctx, sink, verbose=verbose, stopping=stopping)
+        return Planned(None, await planner.run(), sink.entries, planner.actions)
+    run_id = run_id or new_run_id()
+    jsink = JournalSink(journal, run_id)
+    planner = Planner(ctx, jsink, verbose=verbose, stopping=stopping)
+    await jsink.start(ctx.request)
+    try:
+        summary = await planner.run()
+    except Interrupted as exc:
+        await jsink.abort("interrupted", "planning interrupted; resume plans again")
+        raise exc
+    except BaseException as exc:
+        await jsink.abort("failed", f"planning failed: {exc}")
+        raise
+    await jsink.seal(summary)
+    return Planned(run_id, summary, jsink.entries, planner.actions)
+
+
+async def apply(config: Config, journal: SqliteJournal, run_id: str, *,
+                stopping: Callable[[], bool] = lambda: False,
+                progress: Progress | None = None) -> ApplyResult:
+    run = journal.run(run_id)
+    if run is None:
+        raise RunStateError(f"unknown run {run_id}")
+    target = open_store(config, run.target, readonly=False)
+    try:
+        schema = await load_schema(config, target)
+        return await Applier(journal, run_id, target, schema, stopping=stopping,
+                             progress=progress).run()
+    finally:
+        await target.close()
+
+
+async def replan(config: Config, journal: SqliteJournal, run_id: str, *,
+                 stopping: Callable[[], bool] = lambda: False) -> Planned:
+    """Plan a run again whose planning was cut off before its seal (nothing was applied)."""
+    run = journal.run(run_id)
+    assert run is not None
+    request = PlanRequest.from_options(run.options)
+    async with connect(config, request) as ctx:
+        return await plan(ctx, journal, stopping=stopping, run_id=run_id)
+
+
+def journal_path(config: Config) -> Path:
+    return sqlite_path(config.journal.url, config.base_dir)

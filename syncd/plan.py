@@ -1,0 +1,85 @@
+"""Value objects of a plan: the request, the per-entity counts, the planned entries."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FILES = "files"  # the entity name of blob-copy entries
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    kind: str  # copy | transfer
+    source: str
+    target: str
+    entity: str | None = None
+    filters: tuple[str, ...] = ()
+    limit: int | None = None
+    clear: tuple[str, ...] = ()
+    copy_files: bool = False
+    target_bucket: str | None = None
+    update: bool = False
+
+    def options(self) -> dict[str, Any]:
+        """What RunStarted records: enough to plan the run again, never a secret."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "PlanRequest":
+        known = {k: tuple(v) if isinstance(v, list) else v
+                 for k, v in options.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class EntityCounts:
+    selected: int = 0
+    dependencies: int = 0
+    existing: int = 0
+    create: int = 0
+    update: int = 0
+
+
+@dataclass
+class FileCounts:
+    copy: int = 0
+    existing: int = 0
+    conflict: int = 0  # target has other bytes under that name; replaced only with --update
+
+
+@dataclass
+class PlanSummary:
+    entities: dict[str, EntityCounts] = field(default_factory=dict)
+    files: FileCounts = field(default_factory=FileCounts)
+
+    def entity(self, name: str) -> EntityCounts:
+        return self.entities.setdefault(name, EntityCounts())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entities": {k: asdict(v) for k, v in self.entities.items()},
+                "files": asdict(self.files)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PlanSummary":
+        files = data.get("files", {})
+        return cls({k: EntityCounts(**v) for k, v in data.get("entities", {}).items()},
+                   FileCounts(**files))
+
+
+@dataclass
+class PlannedEntry:
+    entity: str
+    op: str  # create | update | copy
+    columns: list[str]
+    keys: list[Any]
+    rows: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class RecordAction:
+    """One line of the `-v` listing."""
+
+    entity: str
+    key: Any
+    action: str  # create | skip | update | match | copy | conflict
+    note: str = ""

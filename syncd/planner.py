@@ -1,0 +1,355 @@
+"""The planner: selection → children → parent closure → diff against the target → entries.
+
+It only reads (source and target) and hands entries to a sink (the journal, or nothing for a
+dry run). It works one group of root records at a time, so memory follows the chunk size,
+not the selection: only the keys of parents already decided are remembered across groups.
+Within a group, entries come out in dependency order: blob copies first, then each entity
+in schema order, self-referencing records after the records they point at.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Iterable, Protocol, Sequence
+
+import anyio
+
+from . import blobs
+from .errors import Interrupted, SchemaError
+from .filters import Filter
+from .plan import FILES, PlannedEntry, PlanRequest, PlanSummary, RecordAction
+from .records import decode_json, field_value
+from .schema import Entity, Schema
+from .stores.base import Patch, RecordStore, Row
+from .transforms import Transformer, is_uri
+
+CHUNK = 1000  # root records per group
+BATCH = 1000  # rows per entry: one target transaction each
+PAGE = 5000  # rows per page when selecting children
+
+
+class PlanSink(Protocol):
+    async def add(self, entry: PlannedEntry) -> None: ...
+
+
+@dataclass
+class PlanContext:
+    request: PlanRequest
+    source: RecordStore
+    target: RecordStore
+    schema: Schema
+    root: Entity
+    filters: tuple[Filter, ...]
+    tree: tuple[str, ...]  # (root,) for copy; root + children for transfer
+    transformer: Transformer
+    file_workers: int = 8
+
+
+@dataclass
+class _Diff:
+    creates: list[Row] = field(default_factory=list)
+    same_key: list[Row] = field(default_factory=list)  # already in the target under the same key
+    updates: list[Patch] = field(default_factory=list)
+
+
+class Planner:
+    def __init__(self, ctx: PlanContext, sink: PlanSink, *, verbose: bool = False,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.ctx = ctx
+        self.sink = sink
+        self.summary = PlanSummary()
+        self.actions: list[RecordAction] | None = [] if verbose else None
+        self._stopping = stopping
+        self._known: dict[str, set[Any]] = {}  # parents decided in earlier groups
+        for name in involved_entities(ctx.schema, ctx.tree):
+            self.summary.entity(name)
+
+    async def run(self) -> PlanSummary:
+        async for roots in self._root_pages():
+            if self._stopping():
+                raise Interrupted(0)
+            await self._plan_group(roots)
+        return self.summary
+
+    async def _root_pages(self) -> AsyncIterator[list[Row]]:
+        ctx, after, left = self.ctx, None, self.ctx.request.limit
+        key_at = ctx.root.index(ctx.root.key)
+        while left is None or left > 0:
+            size = CHUNK if left is None else min(CHUNK, left)
+            rows = await ctx.source.select_page(ctx.root, ctx.filters, after, size)
+            if not rows:
+                return
+            yield rows
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < size:
+                return
+            after = rows[-1][key_at]
+
+    async def _plan_group(self, roots: list[Row]) -> None:
+        schema = self.ctx.schema
+        selected = {self.ctx.root.name: roots}
+        for child in self.ctx.tree[1:]:
+            selected[child] = await self._children(schema.entity(child), selected)
+        deps = await self._closure(selected)
+        diffs: dict[str, _Diff] = {}
+        for name in schema.order:
+            rows = deps.get(name, []) + selected.get(name, [])
+            self.summary.entity(name).selected += len(selected.get(name, ()))
+            self.summary.entity(name).dependencies += len(deps.get(name, ()))
+            if rows:
+                diffs[name] = await self._diff(schema.entity(name), rows)
+        await self._emit_files(diffs)
+        for name, diff in diffs.items():
+            await self._emit_records(schema.entity(name), diff)
+
+    # -- selection ------------------------------------------------------------
+
+    async def _children(self, entity: Entity, selected: dict[str, list[Row]]) -> list[Row]:
+        schema, found = self.ctx.schema, {}
+        key_at = entity.index(entity.key)
+        for ref in schema.link(entity.name, self.ctx.tree):
+            parents = selected.get(ref.target)
+            if not parents:
+                continue
+            parent = schema.entity(ref.target)
+            keys = [r[parent.index(parent.key)] for r in parents]
+            async for row in self._pages(entity, [Filter(ref.field, "in", keys)]):
+                found[row[key_at]] = row
+        return [found[k] for k in _sorted_keys(found)]
+
+    async def _pages(self, entity: Entity, filters: Sequence[Filter]) -> AsyncIterator[Row]:
+        after, key_at = None, entity.index(entity.key)
+        while True:
+            page = await self.ctx.source.select_page(entity, filters, after, PAGE)
+            for row in page:
+                yield row
+            if len(page) < PAGE:
+                return
+            after = page[-1][key_at]
+
+    async def _closure(self, selected: dict[str, list[Row]]) -> dict[str, list[Row]]:
+        """Every parent the group needs that no earlier group decided, recursively."""
+        present = {name: {_key(self.ctx.schema.entity(name), r) for r in rows}
+                   for name, rows in selected.items()}
+        deps: dict[str, list[Row]] = {}
+        frontier = selected
+        while wanted := self._missing_parents(frontier, present):
+            frontier = {}
+            for name, keys in wanted.items():
+                rows = await self.ctx.source.fetch(self.ctx.schema.entity(name), _sorted_keys(keys))
+                self._known.setdefault(name, set()).update(keys)
+                present.setdefault(name, set()).update(keys)
+                deps.setdefault(name, []).extend(rows)
+                frontier[name] = rows
+        return deps
+
+    def _missing_parents(self, frontier: dict[str, list[Row]],
+                         present: dict[str, set[Any]]) -> dict[str, set[Any]]:
+        wanted: dict[str, set[Any]] = {}
+        for name, rows in frontier.items():
+            entity = self.ctx.schema.entity(name)
+            for ref in entity.references:
+                have, known = present.get(ref.target, set()), self._known.get(ref.target, set())
+                for row in rows:
+                    value = field_value(entity, row, ref.field)
+                    if value is not None and value not in have and value not in known:
+                        wanted.setdefault(ref.target, set()).add(value)
+        return wanted
+
+    # -- diff against the target ---------------------------------------------------
+
+    async def _diff(self, entity: Entity, rows: list[Row]) -> _Diff:
+        ctx, counts, diff = self.ctx, self.summary.entity(entity.name), _Diff()
+        existing = await ctx.target.existing_keys(entity, [_key(entity, r) for r in rows])
+        absent = [r for r in rows if _key(entity, r) not in existing]
+        matched = await self._match_natural(entity, absent)
+        diff.same_key = [r for r in rows if _key(entity, r) in existing]
+        diff.creates = [r for r in absent if _key(entity, r) not in matched]
+        counts.existing += len(rows) - len(diff.creates)
+        counts.create += len(diff.creates)
+        self._note(entity, diff.same_key, "skip")
+        self._note(entity, [r for r in absent if _key(entity, r) in matched], "match")
+        if ctx.request.update and entity.name == ctx.root.name:
+            pairs = [(r, _key(entity, r)) for r in diff.same_key]
+            pairs += [(r, matched[_key(entity, r)]) for r in absent if _key(entity, r) in matched]
+            diff.updates = await self._updates(entity, pairs)
+            counts.update += len(diff.updates)
+        return diff
+
+    async def _match_natural(self, entity: Entity, rows: list[Row]) -> dict[Any, Any]:
+        """Source key → target key for records the target has under their natural key."""
+        if not entity.natural_key or not rows:
+            return {}
+        at = [entity.index(c) for c in entity.natural_key]
+        wanted = {tuple(r[i] for i in at): _key(entity, r) for r in rows}
+        wanted.pop(tuple(None for _ in at), None)
+        found = await self.ctx.target.match_natural(entity, list(wanted))
+        matched = {wanted[nk]: target_key for nk, target_key in found.items()}
+        for source_key, target_key in matched.items():
+            self.ctx.transformer.remap(entity.name, source_key, target_key)
+        return matched
+
+    async def _updates(self, entity: Entity, pairs: list[tuple[Row, Any]]) -> list[Patch]:
+        if not pairs:
+            return []
+        current = {_key(entity, r): r for r in await self.ctx.target.fetch(entity, [k for _, k in pairs])}
+        patches = []
+        for row, target_key in pairs:
+            wanted = self.ctx.transformer.apply(entity, row)
+            fields = changed_fields(entity, wanted, current.get(target_key))
+            if fields:
+                patches.append((target_key, fields))
+                self._note(entity, [row], "update", ", ".join(fields))
+        return patches
+
+    # -- emitting entries --------------------------------------------------------------
+
+    async def _emit_files(self, diffs: dict[str, _Diff]) -> None:
+        ctx = self.ctx
+        if not (ctx.request.copy_files and ctx.transformer.rewriter):
+            return
+        pairs: dict[str, str] = {}
+        for name, diff in diffs.items():
+            entity = ctx.schema.entity(name)
+            for row in diff.creates + diff.same_key:
+                for f in entity.blob_fields:
+                    uri = field_value(entity, row, f)
+                    if is_uri(uri):
+                        pairs.setdefault(uri, ctx.transformer.rewriter.rewrite(uri))
+        rows = await self._check_files(pairs)
+        for batch in _batches(rows, BATCH):
+            await self.sink.add(PlannedEntry(FILES, "copy", ["src", "dst", "size"],
+                                             [r[0] for r in batch], batch))
+
+    async def _check_files(self, pairs: dict[str, str]) -> list[list[Any]]:
+        limiter = anyio.CapacityLimiter(self.ctx.file_workers)
+        verdicts: dict[str, tuple[str, int | None]] = {}
+
+        async def check(src: str, dst: str) -> None:
+            verdicts[src] = await anyio.to_thread.run_sync(file_verdict, src, dst, limiter=limiter)
+
+        async with anyio.create_task_group() as tg:
+            for src, dst in pairs.items():
+                tg.start_soon(check, src, dst)
+        rows, files = [], self.summary.files
+        for src, dst in pairs.items():
+            verdict, size = verdicts[src]
+            if verdict == "conflict" and not self.ctx.request.update:
+                files.conflict += 1
+                self._note_file(src, "conflict", f"{dst} holds other bytes (use --update)")
+            elif verdict == "existing":
+                files.existing += 1
+                self._note_file(src, "skip", dst)
+            else:
+                files.copy += 1
+                rows.append([src, dst, size])
+                self._note_file(src, "copy", dst)
+        return rows
+
+    async def _emit_records(self, entity: Entity, diff: _Diff) -> None:
+        transformer = self.ctx.transformer
+        rows = diff.creates
+        if transformer.touches(entity):
+            rows = [transformer.apply(entity, r) for r in rows]
+        rows = order_self_references(entity, rows)
+        self._note(entity, rows, "create")
+        columns = list(entity.columns)
+        for batch in _batches(rows, BATCH):
+            await self.sink.add(PlannedEntry(entity.name, "create", columns,
+                                             [_key(entity, r) for r in batch], [list(r) for r in batch]))
+        for batch in _batches(diff.updates, BATCH):
+            await self.sink.add(PlannedEntry(entity.name, "update", ["key", "fields"],
+                                             [k for k, _ in batch], [[k, f] for k, f in batch]))
+
+    def _note(self, entity: Entity, rows: Iterable[Row], action: str, note: str = "") -> None:
+        if self.actions is not None:
+            self.actions.extend(RecordAction(entity.name, _key(entity, r), action, note) for r in rows)
+
+    def _note_file(self, src: str, action: str, note: str) -> None:
+        if self.actions is not None:
+            self.actions.append(RecordAction(FILES, src, action, note))
+
+
+def file_verdict(src: str, dst: str) -> tuple[str, int | None]:
+    """copy | existing | conflict, and the source size (None if the source is missing)."""
+    source, target = blobs.store_for(src), blobs.store_for(dst)
+    size = source.size(src)
+    target_size = target.size(dst)
+    if target_size is None or size is None:
+        return "copy", size
+    if target_size == size and source.sha256(src) == target.sha256(dst):
+        return "existing", size
+    return "conflict", size
+
+
+def changed_fields(entity: Entity, wanted: Row, current: Row | None) -> dict[str, Any]:
+    """Fields whose value differs, ignoring the key and compare_ignore; JSON compared as data."""
+    if current is None:
+        return {}
+    out = {}
+    for i, column in enumerate(entity.columns):
+        if column == entity.key or column in entity.compare_ignore:
+            continue
+        a, b = wanted[i], current[i]
+        if column in entity.json_columns:
+            same = decode_json(a) == decode_json(b)
+        else:
+            same = a == b
+        if not same:
+            out[column] = a
+    return out
+
+
+def order_self_references(entity: Entity, rows: list[Row]) -> list[Row]:
+    """Rows pointing at other rows of the same batch come after them (parent_id → id)."""
+    refs = [r.field for r in entity.references if r.target == entity.name]
+    if not refs or len(rows) < 2:
+        return rows
+    by_key = {_key(entity, r): r for r in rows}
+    done: set[Any] = set()
+    out: list[Row] = []
+
+    def visit(key: Any, path: tuple[Any, ...]) -> None:
+        if key in done:
+            return
+        if key in path:
+            chain = " → ".join(map(str, (*path[path.index(key):], key)))
+            raise SchemaError(f"{entity.name}: records reference each other in a cycle: {chain}")
+        row = by_key[key]
+        for f in refs:
+            parent = field_value(entity, row, f)
+            if parent in by_key and parent != key:
+                visit(parent, (*path, key))
+        done.add(key)
+        out.append(row)
+
+    for key in by_key:
+        visit(key, ())
+    return out
+
+
+def involved_entities(schema: Schema, tree: Sequence[str]) -> list[str]:
+    """The tree and every entity it can reach through references, in schema order."""
+    seen, todo = set(tree), list(tree)
+    while todo:
+        for parent in schema.parents(todo.pop()):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return [name for name in schema.order if name in seen]
+
+
+def _key(entity: Entity, row: Row) -> Any:
+    return row[entity.index(entity.key)]
+
+
+def _sorted_keys(keys: Iterable[Any]) -> list[Any]:
+    try:
+        return sorted(keys)
+    except TypeError:  # mixed key types: any stable order will do
+        return sorted(keys, key=repr)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

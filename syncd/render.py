@@ -1,0 +1,74 @@
+"""Tables and JSON for the CLI. Tables go to stdout; progress and messages go to stderr."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .plan import FILES, PlanSummary, RecordAction
+from .schema import Schema
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+APPLIED_KEYS = ("created", "updated", "skipped", "failed")
+
+
+def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: bool) -> Table:
+    table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
+    headers = ["Entity", "Selected", "Dependencies", "Already in target", "To create"]
+    for h in headers + (["To update"] if update else []):
+        table.add_column(h, justify="left" if h == "Entity" else "right")
+    for name, c in summary.entities.items():
+        label = name
+        if schema and name in schema.entities and schema.entity(name).natural_key:
+            label += f" (by {', '.join(schema.entity(name).natural_key)})"
+        cells = [label, c.selected, c.dependencies, c.existing, c.create]
+        table.add_row(*map(str, cells + ([c.update] if update else [])))
+    return table
+
+
+def files_line(summary: PlanSummary) -> str:
+    f = summary.files
+    line = f"Files to copy: {f.copy} (already in target: {f.existing})"
+    return line + (f"; {f.conflict} differ in the target and are left alone (--update replaces them)"
+                   if f.conflict else "")
+
+
+def actions_tables(actions: Iterable[RecordAction]) -> list[Table]:
+    by_entity: dict[str, list[RecordAction]] = {}
+    for a in actions:
+        by_entity.setdefault(a.entity, []).append(a)
+    tables = []
+    for entity, rows in by_entity.items():
+        table = Table(title=entity, box=box.SIMPLE, title_justify="left")
+        for h in ("Key" if entity != FILES else "Source", "Action", "Detail"):
+            table.add_column(h)
+        for a in rows:
+            table.add_row(str(a.key), a.action, a.note)
+        tables.append(table)
+    return tables
+
+
+def applied_table(applied: dict[str, Any]) -> Table:
+    table = Table(title="Applied", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("Entity")
+    for k in APPLIED_KEYS:
+        table.add_column(k.capitalize(), justify="right")
+    for name, c in applied["entities"].items():
+        table.add_row(name, *(str(c[k]) for k in APPLIED_KEYS))
+    f = applied["files"]
+    if any(f.values()):
+        table.add_row("files", str(f["copied"]), "-", str(f["skipped"]), str(f["failed"]))
+    return table
+
+
+def simple_table(title: str | None, headers: list[str], rows: Iterable[Iterable[Any]]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table

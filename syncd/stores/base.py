@@ -1,0 +1,44 @@
+"""The RecordStore port: what the planner reads and the applier writes.
+
+Rows are tuples in `entity.columns` order. Keys are the primary-key values as the store
+returns them. Every method is async so network stores (HTTP, later) fit the same port;
+the SQLite adapter runs its work in a worker thread.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from ..filters import Filter
+from ..schema import Entity, TableInfo
+
+Row = tuple[Any, ...]
+Patch = tuple[Any, dict[str, Any]]  # (key, {column: new value})
+
+
+class RecordStore(Protocol):
+    name: str  # the environment's name, for messages
+
+    async def describe(self) -> list[TableInfo]: ...
+
+    async def select_page(
+        self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int
+    ) -> list[Row]:
+        """Rows matching every filter, key > after, ordered by key, at most `limit`."""
+
+    async def fetch(self, entity: Entity, keys: Sequence[Any]) -> list[Row]:
+        """Rows with these keys, in key order; missing keys are simply absent."""
+
+    async def existing_keys(self, entity: Entity, keys: Sequence[Any]) -> set[Any]: ...
+
+    async def match_natural(
+        self, entity: Entity, values: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], Any]:
+        """Natural-key tuple → this store's key, for the tuples it has."""
+
+    async def create(self, entity: Entity, columns: Sequence[str], rows: Sequence[Row]) -> list[bool]:
+        """Create-if-absent in one transaction; True where the row was created."""
+
+    async def update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
+        """Patch fields in one transaction; True where a row was changed."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,165 @@
+"""SQLite record store: one database file per environment.
+
+Sources are opened read-only (`mode=ro`), so a copy can never write its source. Work runs
+in one worker thread per store (sqlite3 releases the GIL while it steps), serialised by a
+CapacityLimiter because a sqlite3 connection is not safe for concurrent use.
+"""
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import anyio
+import msgspec
+import sqlite_utils
+
+from ..errors import InputError, PermanentError, TransientError
+from ..filters import Filter, to_sql
+from ..schema import Entity, TableInfo
+from .base import Patch, Row
+from .sqlite_describe import describe
+
+T = TypeVar("T")
+_json = msgspec.json.Encoder()
+# Keys travel to SQLite as one JSON array bound to a single parameter: no per-key
+# placeholders, no limit on the number of keys, and nothing pasted into SQL.
+_KEYS_IN = "IN (SELECT value FROM json_each(?))"
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier that the schema has already validated."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class SqliteStore:
+    def __init__(self, name: str, path: Path, *, readonly: bool) -> None:
+        self.name = name
+        self.path = path
+        self._conn = _connect(name, path, readonly)
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(_mapped, fn, *args), limiter=self._limiter)
+
+    async def describe(self) -> list[TableInfo]:
+        return await self._run(lambda: describe(sqlite_utils.Database(self._conn)))
+
+    async def select_page(
+        self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int
+    ) -> list[Row]:
+        where, params = to_sql(filters, entity)
+        clauses = [where] if where else []
+        if after is not None:
+            clauses.append(f"{quote(entity.key)} > ?")
+            params = [*params, after]
+        sql = f"SELECT {_cols(entity.columns)} FROM {quote(entity.name)}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(f"({c})" for c in clauses)
+        sql += f" ORDER BY {quote(entity.key)} LIMIT ?"
+        return await self._run(self._query, sql, [*params, limit])
+
+    async def fetch(self, entity: Entity, keys: Sequence[Any]) -> list[Row]:
+        sql = (f"SELECT {_cols(entity.columns)} FROM {quote(entity.name)} "
+               f"WHERE {quote(entity.key)} {_KEYS_IN} ORDER BY {quote(entity.key)}")
+        return await self._run(self._query, sql, [_json.encode(list(keys))])
+
+    async def existing_keys(self, entity: Entity, keys: Sequence[Any]) -> set[Any]:
+        return await self._run(self._existing, entity, list(keys))
+
+    async def match_natural(
+        self, entity: Entity, values: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], Any]:
+        nk = entity.natural_key
+        sql = (f"SELECT {_cols(nk)}, {quote(entity.key)} FROM {quote(entity.name)} "
+               f"WHERE {quote(nk[0])} {_KEYS_IN}")
+        rows = await self._run(self._query, sql, [_json.encode([v[0] for v in values])])
+        wanted = set(values)
+        return {tuple(r[:-1]): r[-1] for r in rows if tuple(r[:-1]) in wanted}
+
+    async def create(self, entity: Entity, columns: Sequence[str], rows: Sequence[Row]) -> list[bool]:
+        return await self._run(self._create, entity, list(columns), rows)
+
+    async def update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
+        return await self._run(self._update, entity, patches)
+
+    async def close(self) -> None:
+        self._conn.close()
+
+    # -- worker-thread side -------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _existing(self, entity: Entity, keys: list[Any]) -> set[Any]:
+        sql = f"SELECT {quote(entity.key)} FROM {quote(entity.name)} WHERE {quote(entity.key)} {_KEYS_IN}"
+        return {r[0] for r in self._conn.execute(sql, [_json.encode(keys)])}
+
+    def _create(self, entity: Entity, columns: list[str], rows: Sequence[Row]) -> list[bool]:
+        key_at = columns.index(entity.key)
+        sql = (f"INSERT INTO {quote(entity.name)} ({_cols(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")
+        with self._transaction():
+            present = self._existing(entity, [r[key_at] for r in rows])
+            fresh = [r for r in rows if r[key_at] not in present]
+            self._conn.executemany(sql, fresh)
+        return [r[key_at] not in present for r in rows]
+
+    def _update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
+        changed = []
+        with self._transaction():
+            for key, fields in patches:
+                sets = ", ".join(f"{quote(c)} = ?" for c in fields)
+                sql = f"UPDATE {quote(entity.name)} SET {sets} WHERE {quote(entity.key)} = ?"
+                changed.append(self._conn.execute(sql, [*fields.values(), key]).rowcount > 0)
+        return changed
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error: one transaction per entry."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _cols(columns: Sequence[str]) -> str:
+    return ", ".join(quote(c) for c in columns)
+
+
+def _connect(name: str, path: Path, readonly: bool) -> sqlite3.Connection:
+    if not path.is_file():
+        raise InputError(f"environment '{name}': database file not found: {path}")
+    uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: keeps key-index pages hot
+        if not readonly:
+            conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"environment '{name}': not a readable SQLite database: {path} ({exc})") from exc
+    return conn
+
+
+def _mapped(fn: Callable[..., T], *args: Any) -> T:
+    """Map sqlite3 errors to syncd's tree at the adapter edge."""
+    try:
+        return fn(*args)
+    except sqlite3.OperationalError as exc:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            raise TransientError(f"sqlite: {exc}") from exc
+        raise PermanentError(f"sqlite: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise PermanentError(f"sqlite: {exc}") from exc
