@@ -1,0 +1,240 @@
+"""`syncd.toml` → typed, validated config structs (DESIGN §5).
+
+The file is read with tomllib and each section converted with msgspec on its own, because
+msgspec reports dict keys as `[...]`; converting per named section lets every error name the
+exact key (`environments.prod.records`). Relative sqlite paths are made absolute here, against
+the config file's folder, so nothing downstream depends on the process's working directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from .errors import ConfigError
+
+DEFAULT_FILE = "syncd.toml"
+ENV_VAR = "SYNCD_CONFIG"
+
+_ENV_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_BLOB_SCHEMES = ("file", "gs")
+_NOT_YET = {"http": "HTTP", "https": "HTTP", "postgresql": "Postgres", "postgres": "Postgres"}
+
+
+class JournalConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    url: str = "sqlite:///.syncd/journal.db"
+
+
+class EnvironmentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    records: str
+    # source URI prefix → target URI prefix, applied when this environment is the target
+    blob_map: dict[str, str] = {}
+
+
+class EntityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    natural_key: list[str] = []
+    references: dict[str, str] = {}
+    blob_fields: list[str] = []
+    children: list[str] = []
+    compare_ignore: list[str] = []
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
+    environments: dict[str, EnvironmentConfig] = {}
+    entities: dict[str, EntityConfig] = {}
+    base_dir: str = ""  # folder of the config file (cwd when there is none); set by the loader
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise ConfigError(f"unknown environment {name!r} (known: {known})") from None
+
+
+# ---------------------------------------------------------------------------- finding the file
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """--config PATH, else $SYNCD_CONFIG, else ./syncd.toml if it exists.
+
+    An explicitly named file is returned even when missing: the loader must then fail rather
+    than silently fall back to defaults.
+    """
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    default = Path(DEFAULT_FILE)
+    return default if default.is_file() else None
+
+
+def load_config(explicit: str | None = None, *, required: bool = True) -> Config:
+    path = find_config_path(explicit)
+    if path is None:
+        if required:
+            raise ConfigError(
+                f"no config file: ./{DEFAULT_FILE} (use --config or {ENV_VAR})"
+            )
+        return _build({}, where="", base_dir=os.getcwd())
+    raw = _read_toml(path)
+    return _build(raw, where=f"{path}: ", base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML{_toml_position(str(exc))}") from None
+
+
+def _toml_position(message: str) -> str:
+    # Python 3.11's TOMLDecodeError carries the position only inside its message.
+    match = re.fullmatch(r"(.*) \(at line (\d+), column \d+\)", message)
+    if match:
+        return f" at line {match[2]}: {match[1]}"
+    match = re.fullmatch(r"(.*) \(at end of document\)", message)
+    return f" at end of document: {match[1]}" if match else f": {message}"
+
+
+# ---------------------------------------------------------------------------- building
+
+def _build(raw: dict[str, Any], *, where: str, base_dir: str) -> Config:
+    known = {"journal", "environments", "entities"}  # base_dir is never read from the file
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where}unknown key {key!r}")
+    journal = _convert(raw.get("journal", {}), JournalConfig, where, "journal")
+    journal.url = _resolve_sqlite(journal.url, base_dir, where, "journal.url")
+    environments = {
+        name: _environment(name, value, where, base_dir)
+        for name, value in _table(raw, "environments", where).items()
+    }
+    entities = {
+        name: _convert(value, EntityConfig, where, f"entities.{name}")
+        for name, value in _table(raw, "entities", where).items()
+    }
+    return Config(journal=journal, environments=environments, entities=entities,
+                  base_dir=base_dir)
+
+
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key}: expected a table, got {_kind_of(value)}")
+    return value
+
+
+def _environment(name: str, value: Any, where: str, base_dir: str) -> EnvironmentConfig:
+    dotted = f"environments.{name}"
+    if not _ENV_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}{dotted}: environment names may only use letters, digits, '_' and '-'"
+        )
+    env = _convert(value, EnvironmentConfig, where, dotted)
+    env.records = _records_url(env.records, base_dir, where, f"{dotted}.records")
+    for source, target in env.blob_map.items():
+        _check_blob_prefix(source, where, f"{dotted}.blob_map")
+        _check_blob_prefix(target, where, f"{dotted}.blob_map")
+    return env
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _convert(value: Any, type_: type[_S], where: str, dotted: str) -> _S:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{dotted}: expected a table, got {_kind_of(value)}")
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(where + _explain(str(exc), dotted)) from None
+
+
+# msgspec's type names → the words a TOML author knows
+_KINDS = {
+    "str": "a string", "int": "an integer", "float": "a float", "bool": "a boolean",
+    "array": "an array", "object": "a table", "datetime": "a datetime", "date": "a date",
+    "time": "a time", "null": "nothing",
+}
+
+
+def _explain(message: str, dotted: str) -> str:
+    """Rewrite a msgspec ValidationError message into one line naming the key."""
+    text, _, at = message.partition(" - at `")
+    # `$.blob_map[...]` hides the dict key; `$.natural_key[1]` keeps the index
+    path = dotted + at.rstrip("`")[1:].replace("[...]", "") if at else dotted
+    if match := re.fullmatch(r"Object contains unknown field `(.*)`", text):
+        return f"unknown key {match[1]!r} in {path}"
+    if match := re.fullmatch(r"Object missing required field `(.*)`", text):
+        return f"missing key {match[1]!r} in {path}"
+    if match := re.fullmatch(r"Expected `(\w+)`, got `(\w+)`", text):
+        return f"{path}: expected {_KINDS.get(match[1], match[1])}, got {_KINDS.get(match[2], match[2])}"
+    return f"{path}: {text}"
+
+
+def _kind_of(value: Any) -> str:
+    names = {str: "str", bool: "bool", int: "int", float: "float", list: "array", dict: "object"}
+    kind = names.get(type(value), type(value).__name__)
+    return _KINDS.get(kind, kind)
+
+
+# ---------------------------------------------------------------------------- URLs
+
+def sqlite_path(url: str, base_dir: str) -> Path:
+    """`sqlite:///rel/x.db` → base_dir/rel/x.db; `sqlite:////abs/x.db` → /abs/x.db.
+
+    SQLAlchemy's convention: three slashes then the path, so an absolute path shows four.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(f"not a sqlite URL with a file path: {url!r} (e.g. sqlite:///data/x.db)")
+    return Path(os.path.normpath(os.path.join(base_dir, url[len(prefix):])))
+
+
+def _resolve_sqlite(url: str, base_dir: str, where: str, dotted: str) -> str:
+    try:
+        path = sqlite_path(url, base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{dotted}: {exc}") from None
+    return "sqlite:///" + path.as_posix()  # absolute path → the four-slash form
+
+
+def _records_url(url: str, base_dir: str, where: str, dotted: str) -> str:
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        return _resolve_sqlite(url, base_dir, where, dotted)
+    if scheme in _NOT_YET:
+        raise ConfigError(f"{where}{dotted}: {_NOT_YET[scheme]} record stores are not supported yet")
+    raise ConfigError(f"{where}{dotted}: unsupported record store URL {url!r} (use sqlite:///PATH)")
+
+
+def _check_blob_prefix(uri: str, where: str, dotted: str) -> None:
+    scheme = _scheme(uri)
+    if scheme not in _BLOB_SCHEMES or not uri.startswith(f"{scheme}://"):
+        raise ConfigError(
+            f"{where}{dotted}: {uri!r} is not a blob URI prefix (use file:///DIR/ or gs://BUCKET/)"
+        )
+    if scheme == "file" and not (uri.startswith("file:///") and uri.endswith("/")):
+        # a prefix without '/' would also rewrite siblings: file:///srv/a matches /srv/ab/x
+        raise ConfigError(f"{where}{dotted}: {uri!r} must be an absolute file:/// URI ending with '/'")
+    if scheme == "gs" and not re.match(r"gs://[a-z0-9][a-z0-9._-]*(/|$)", uri):
+        raise ConfigError(f"{where}{dotted}: {uri!r} does not name a bucket")
+
+
+def _scheme(url: str) -> str:
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", url)
+    return match[1].lower() if match else ""
