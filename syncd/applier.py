@@ -18,7 +18,7 @@ import anyio
 from journal import SqliteJournal
 from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
-from . import blobs
+from . import blobs, failpoints
 from .clock import now
 from .errors import PermanentError, RunStateError, StoreError, TransientError
 from .payload import unpack_rows
@@ -72,8 +72,11 @@ class Applier:
                 break
             if row.entity in blocked:
                 continue
+            failpoints.hit("apply.before-entry")
             applied = await self._apply(self.journal.planned(self.run_id, row.entry))
+            failpoints.hit("apply.after-effect")  # written to the target, outcome not journaled yet
             await self._append(applied)
+            failpoints.hit("apply.after-outcome")
             self.progress.on_entry(row.entity, row.records)
             if applied.state == "failed":
                 result.status = "failed"
@@ -143,6 +146,7 @@ def copy_file(src: str, dst: str, size: int | None) -> str:
     for attempt in range(RETRIES):
         try:
             target.copy(src, dst, size)
+            failpoints.hit("file.after-copy")
             return "created"
         except TransientError as exc:
             last = exc

@@ -54,7 +54,36 @@ class Stop:
 STOP = Stop()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SyncdGroup(click.Group):
+    """Maps every expected error to one line on stderr and an exit code (no tracebacks)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            sys.exit(EXIT_FAILED)
+        except click.ClickException as exc:
+            fail(f"syncd: error: {exc.format_message()}", EXIT_INPUT)
+        except (InputError, RunStateError, JournalError) as exc:
+            fail(f"syncd: error: {exc}", EXIT_INPUT)
+        except Interrupted:
+            fail("Interrupted while planning; nothing was applied. `syncd resume RUN` plans again.",
+                 STOP.exit_code())
+        except SyncdError as exc:
+            fail(f"syncd: failed: {exc}", EXIT_FAILED)
+        except Exception as exc:  # a bug: one line, the traceback only on request
+            if os.environ.get("SYNCD_DEBUG"):
+                raise
+            fail(f"syncd: internal error: {type(exc).__name__}: {exc} (SYNCD_DEBUG=1 shows more)", 70)
+
+
+def fail(message: str, code: int) -> None:
+    err.print(message, markup=False)
+    sys.exit(code)
+
+
+@click.group(cls=SyncdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", help="syncd.toml (default: $SYNCD_CONFIG, ./syncd.toml)")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
@@ -206,12 +235,15 @@ def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status:
     if not as_json:
         return
     plan = summary.to_json()
-    plan["files"] = {"copy": plan["files"]["copy"], "existing": plan["files"]["existing"],
-                     "conflict": plan["files"]["conflict"]}
+    del plan["order"]
+    applied = applied or {"entities": {}, "files": {"copied": 0, "skipped": 0, "failed": 0}}
+    for name in summary.entities:  # every planned entity appears, in dependency order
+        applied["entities"].setdefault(name, dict.fromkeys(render.APPLIED_KEYS, 0))
+    applied["entities"] = {k: applied["entities"][k] for k in summary.entities} | applied["entities"]
     print(json.dumps({
         "run_id": run_id, "kind": request.kind, "source": request.source, "target": request.target,
         "status": status, "dry_run": status == "dry_run", "plan": plan,
-        "applied": applied or {"entities": {}, "files": {"copied": 0, "skipped": 0, "failed": 0}},
+        "applied": applied,
     }))
 
 
@@ -438,27 +470,6 @@ def schema(ctx: click.Context, env: str, as_json: bool) -> None:
 
 
 def main() -> None:
-    """Entry point: maps every expected error to one line and an exit code."""
+    """Console-script entry point."""
     STOP.install()
-    try:
-        cli.main(standalone_mode=False, prog_name="syncd")
-    except click.exceptions.Abort:
-        sys.exit(EXIT_FAILED)
-    except click.ClickException as exc:
-        err.print(f"syncd: error: {exc.format_message()}", markup=False)
-        sys.exit(EXIT_INPUT)
-    except (InputError, RunStateError, JournalError) as exc:
-        err.print(f"syncd: error: {exc}", markup=False)
-        sys.exit(EXIT_INPUT)
-    except Interrupted:
-        err.print("Interrupted while planning; nothing was applied. `syncd resume RUN` plans again.")
-        sys.exit(STOP.exit_code())
-    except SyncdError as exc:
-        err.print(f"syncd: failed: {exc}", markup=False)
-        sys.exit(EXIT_FAILED)
-    except Exception as exc:  # an unexpected bug: one line, the traceback only on request
-        if os.environ.get("SYNCD_DEBUG"):
-            raise
-        err.print(f"syncd: internal error: {type(exc).__name__}: {exc} (SYNCD_DEBUG=1 shows more)",
-                  markup=False)
-        sys.exit(70)
+    cli.main(prog_name="syncd")

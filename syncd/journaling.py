@@ -13,6 +13,7 @@ import anyio
 from journal import SqliteJournal
 from journal.events import AnyEvent, EntryPlanned, PlanSealed, RunFinished, RunStarted
 
+from . import failpoints
 from .clock import now
 from .payload import pack_rows, row_hash
 from .plan import PlannedEntry, PlanRequest, PlanSummary
@@ -64,6 +65,7 @@ class JournalSink:
 
     async def _append(self, events: list[Any]) -> None:
         await anyio.to_thread.run_sync(self.journal.append, events)
+        failpoints.hit("plan.after-append")
 
 
 class NullSink:

@@ -56,14 +56,15 @@ class PlanSummary:
         return self.entities.setdefault(name, EntityCounts())
 
     def to_json(self) -> dict[str, Any]:
+        # "order" keeps dependency order through the journal's canonical (key-sorted) encoding.
         return {"entities": {k: asdict(v) for k, v in self.entities.items()},
-                "files": asdict(self.files)}
+                "files": asdict(self.files), "order": list(self.entities)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PlanSummary":
-        files = data.get("files", {})
-        return cls({k: EntityCounts(**v) for k, v in data.get("entities", {}).items()},
-                   FileCounts(**files))
+        entities = data.get("entities", {})
+        order = data.get("order") or list(entities)
+        return cls({k: EntityCounts(**entities[k]) for k in order}, FileCounts(**data.get("files", {})))
 
 
 @dataclass

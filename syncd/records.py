@@ -9,11 +9,8 @@ from typing import Any, Mapping
 
 import msgspec
 
-from .schema import Entity, FieldPath
+from .schema import Entity, FieldPath, get_in, set_in
 from .stores.base import Row
-
-_MISSING = object()
-
 
 def decode_json(text: Any) -> Any:
     """A JSON column's value as data; None when it is NULL or not JSON."""
@@ -27,28 +24,11 @@ def decode_json(text: Any) -> Any:
         return None
 
 
-def get_path(value: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def set_path(value: Any, path: tuple[str, ...], new: Any) -> Any:
-    """A copy of `value` with `new` at `path`; intermediate objects are created as needed."""
-    if not path:
-        return new
-    obj = dict(value) if isinstance(value, dict) else {}
-    obj[path[0]] = set_path(obj.get(path[0]), path[1:], new)
-    return obj
-
-
 def field_value(entity: Entity, row: Row, field: FieldPath) -> Any:
     raw = row[entity.index(field.column)]
     if not field.path:
         return raw
-    return get_path(decode_json(raw), field.path)
+    return get_in(decode_json(raw), field.path)
 
 
 def with_fields(entity: Entity, row: Row, changes: Mapping[FieldPath, Any]) -> Row:
@@ -68,5 +48,5 @@ def _apply_column(raw: Any, items: list[tuple[FieldPath, Any]]) -> Any:
         return items[-1][1]
     doc = decode_json(raw)
     for field, value in items:
-        doc = set_path(doc, field.path, value)
+        doc = set_in(doc, field.path, value)
     return msgspec.json.encode(doc).decode()

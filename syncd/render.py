@@ -1,6 +1,7 @@
 """Tables and JSON for the CLI. Tables go to stdout; progress and messages go to stderr."""
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable
 
 from rich import box
@@ -10,8 +11,15 @@ from rich.table import Table
 from .plan import FILES, PlanSummary, RecordAction
 from .schema import Schema
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+def _console(stderr: bool) -> Console:
+    # Off a terminal (pipes, CI logs) rich would assume 80 columns and squash the tables.
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+out = _console(False)
+err = _console(True)
 
 APPLIED_KEYS = ("created", "updated", "skipped", "failed")
 

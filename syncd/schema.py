@@ -60,24 +60,6 @@ class FieldPath:
             f".{key}" if _PLAIN_KEY.fullmatch(key) else f'."{key}"' for key in self.path
         )
 
-    def get(self, row: Mapping[str, Any]) -> Any:
-        """The value in a row dict; JSON text is decoded; None when any step is missing."""
-        value = row.get(self.column)
-        if not self.path:
-            return value
-        return get_in(_decoded(value), self.path)
-
-    def set(self, row: Mapping[str, Any], value: Any) -> dict[str, Any]:
-        """A copy of `row` with this field set; JSON stored as text is re-encoded compactly."""
-        out = dict(row)
-        if not self.path:
-            out[self.column] = value
-            return out
-        current = row.get(self.column)
-        updated = set_in(_decoded(current), self.path, value)
-        out[self.column] = _encoded(updated) if isinstance(current, (str, bytes)) else updated
-        return out
-
 
 def get_in(obj: Any, path: Sequence[str]) -> Any:
     """Walk object keys in a decoded JSON value; None when a step is missing or not an object."""

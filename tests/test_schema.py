@@ -8,7 +8,7 @@ import sqlite_utils
 
 from syncd.config import EntityConfig
 from syncd.errors import SchemaError
-from syncd.schema import FieldPath, Reference, Schema, build_schema, get_in, set_in
+from syncd.schema import Column, FieldPath, Reference, Schema, TableInfo, build_schema, get_in, set_in
 from syncd.stores.sqlite_describe import describe
 
 GRACE = """
@@ -256,15 +256,18 @@ def test_entity_lookups(tmp_path: Path) -> None:
 
 
 def test_field_path_values() -> None:
+    from syncd.records import field_value, with_fields
+
+    entity = build_schema([TableInfo("t", (Column("id", "TEXT", True, False), Column("collection_meta", "JSON", False, True)),
+                                     ("id",), ())], {}).entity("t")
     path = FieldPath("collection_meta", ("device", "id"))
-    row = {"collection_meta": '{"device": {"id": "d1"}, "n": 1}'}
-    assert path.get(row) == "d1"
-    assert FieldPath("collection_meta", ("missing",)).get(row) is None
-    assert FieldPath("collection_meta").get(row) == row["collection_meta"]
-    updated = path.set(row, "d2")
-    assert updated["collection_meta"] == '{"device":{"id":"d2"},"n":1}'
-    assert row["collection_meta"].startswith('{"device": {"id": "d1"}')  # the input is untouched
-    assert path.set({"collection_meta": {"n": 1}}, "x") == {"collection_meta": {"n": 1, "device": {"id": "x"}}}
+    row = ("k", '{"device": {"id": "d1"}, "n": 1}')
+    assert field_value(entity, row, path) == "d1"
+    assert field_value(entity, row, FieldPath("collection_meta", ("missing",))) is None
+    assert field_value(entity, row, FieldPath("collection_meta")) == row[1]
+    updated = with_fields(entity, row, {path: "d2"})
+    assert updated[1] == '{"device":{"id":"d2"},"n":1}'
+    assert row[1].startswith('{"device": {"id": "d1"}')  # the input is untouched
     assert get_in({"a": [1]}, ("a", "b")) is None
     assert set_in(None, ("a",), 1) == {"a": 1}
     assert FieldPath("m", ("device_id", "odd key")).json_path == '$.device_id."odd key"'

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .. import failpoints
 from ..errors import PermanentError, TransientError
 from .base import BlobCopy
 
@@ -57,6 +58,7 @@ class LocalBlobStore:
                     "(the source changed after planning)")
             if _sha256(temp) != written.sha256:
                 raise TransientError(f"{target}: bytes on disk differ from bytes read")
+            failpoints.hit("file.before-rename")
             os.replace(temp, target)
             _fsync_dir(target.parent)
             return written

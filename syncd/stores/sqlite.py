@@ -15,6 +15,7 @@ import anyio
 import msgspec
 import sqlite_utils
 
+from .. import failpoints
 from ..errors import InputError, PermanentError, TransientError
 from ..filters import Filter, to_sql
 from ..schema import Entity, TableInfo
@@ -104,6 +105,7 @@ class SqliteStore:
             present = self._existing(entity, [r[key_at] for r in rows])
             fresh = [r for r in rows if r[key_at] not in present]
             self._conn.executemany(sql, fresh)
+            failpoints.hit("store.before-commit")
         return [r[key_at] not in present for r in rows]
 
     def _update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
