@@ -16,14 +16,14 @@ class Event(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     at: str  # ISO-8601 UTC, microseconds, e.g. 2026-11-22T10:15:30.123456Z
 
 
-class RunStarted(Event):
+class RunStarted(Event, frozen=True):
     kind: str  # copy | transfer | ...
     source: str
     target: str
     options: dict[str, Any] = {}  # filters, limit, flags: never secrets
 
 
-class EntryPlanned(Event):
+class EntryPlanned(Event, frozen=True):
     entry: int  # 1-based position in the run's plan; applied in this order
     entity: str  # entity name, or "files" for blob copies
     op: str  # create | update | copy
@@ -33,16 +33,16 @@ class EntryPlanned(Event):
     payload: bytes  # zlib(msgpack(list of rows)), each row a list in `columns` order
 
 
-class PlanSealed(Event):
+class PlanSealed(Event, frozen=True):
     entries: int  # number of EntryPlanned events in this run
     summary: dict[str, Any] = {}  # the plan table, as in `--json` "plan"
 
 
-class ApplyStarted(Event):
+class ApplyStarted(Event, frozen=True):
     attempt: int  # 1 for the first apply, 2.. for resumes
 
 
-class EntryApplied(Event):
+class EntryApplied(Event, frozen=True):
     entry: int
     state: str  # done | failed
     outcomes: list[str]  # parallel to the entry's keys: created | skipped | updated | failed
@@ -50,7 +50,7 @@ class EntryApplied(Event):
     retries: int = 0
 
 
-class RunFinished(Event):
+class RunFinished(Event, frozen=True):
     status: str  # completed | failed | interrupted
     error: str | None = None
 
@@ -58,7 +58,7 @@ class RunFinished(Event):
 AnyEvent = RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
-_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)
 
 
 def encode(event: AnyEvent) -> bytes:

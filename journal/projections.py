@@ -1,0 +1,111 @@
+"""How each event updates the projection tables.
+
+Handlers are pure functions of (tables, seq, event): replaying the same events into empty
+tables always yields the same rows, which is what rebuild and verify rely on. They never
+decode an entry's payload: the rows themselves are only needed to apply, not to query.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from .events import (
+    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, PlanSealed, RunFinished, RunStarted,
+)
+
+OUTCOMES = ("created", "skipped", "updated", "failed")
+
+# Sorted keys, so that the same options always give the same stored text.
+_json = msgspec.json.Encoder(order="sorted")
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def to_json(value: dict[str, Any]) -> str:
+    return _json.encode(value).decode()
+
+
+def _run_started(conn: sqlite3.Connection, seq: int, ev: RunStarted) -> None:
+    # Starting a run again means its planning was cut off: forget the partial plan.
+    conn.execute("DELETE FROM record_index WHERE run = ?", (ev.run,))
+    conn.execute("DELETE FROM entries WHERE run = ?", (ev.run,))
+    conn.execute(
+        "INSERT OR REPLACE INTO runs (run, kind, source, target, options, status, started_at,"
+        " sealed_at, finished_at, entries, summary, attempts, error, started_seq)"
+        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?)",
+        (ev.run, ev.kind, ev.source, ev.target, to_json(ev.options), ev.at, seq),
+    )
+
+
+def _entry_planned(conn: sqlite3.Connection, seq: int, ev: EntryPlanned) -> None:
+    conn.execute(
+        "INSERT INTO entries (run, entry, entity, op, records, state, error, created, skipped,"
+        " updated, failed, retries, planned_at, applied_at, planned_seq, applied_seq, outcomes)"
+        " VALUES (?, ?, ?, ?, ?, 'pending', NULL, 0, 0, 0, 0, 0, ?, NULL, ?, NULL, NULL)",
+        (ev.run, ev.entry, ev.entity, ev.op, len(ev.keys), ev.at, seq),
+    )
+    conn.execute("UPDATE runs SET entries = entries + 1 WHERE run = ?", (ev.run,))
+    # The hot path of planning: one executemany per entry, only tuple building in Python.
+    run, entry, entity = ev.run, ev.entry, ev.entity
+    conn.executemany(
+        "INSERT INTO record_index (entity, key, run, entry, pos, hash) VALUES (?, ?, ?, ?, ?, ?)",
+        [(entity, key, run, entry, pos, h) for pos, (key, h) in enumerate(zip(ev.keys, ev.hashes))],
+    )
+
+
+def _plan_sealed(conn: sqlite3.Connection, seq: int, ev: PlanSealed) -> None:
+    conn.execute(
+        "UPDATE runs SET status = 'planned', sealed_at = ?, summary = ? WHERE run = ?",
+        (ev.at, to_json(ev.summary), ev.run),
+    )
+
+
+def _apply_started(conn: sqlite3.Connection, seq: int, ev: ApplyStarted) -> None:
+    # A resume reopens a finished (failed/interrupted) run: its old finish no longer holds.
+    conn.execute(
+        "UPDATE runs SET status = 'applying', attempts = attempts + 1, finished_at = NULL,"
+        " error = NULL WHERE run = ?",
+        (ev.run,),
+    )
+
+
+def _entry_applied(conn: sqlite3.Connection, seq: int, ev: EntryApplied) -> None:
+    # A later outcome (a resume retried the entry) replaces the earlier one wholesale.
+    counts = Counter(ev.outcomes)
+    conn.execute(
+        "UPDATE entries SET state = ?, error = ?, created = ?, skipped = ?, updated = ?,"
+        " failed = ?, retries = ?, applied_at = ?, applied_seq = ?, outcomes = ?"
+        " WHERE run = ? AND entry = ?",
+        (ev.state, ev.error, *(counts[o] for o in OUTCOMES), ev.retries, ev.at, seq,
+         _msgpack.encode(ev.outcomes), ev.run, ev.entry),
+    )
+
+
+def _run_finished(conn: sqlite3.Connection, seq: int, ev: RunFinished) -> None:
+    conn.execute(
+        "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE run = ?",
+        (ev.status, ev.at, ev.error, ev.run),
+    )
+
+
+_HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
+    RunStarted: _run_started,
+    EntryPlanned: _entry_planned,
+    PlanSealed: _plan_sealed,
+    ApplyStarted: _apply_started,
+    EntryApplied: _entry_applied,
+    RunFinished: _run_finished,
+}
+
+
+def project(conn: sqlite3.Connection, seq: int, event: AnyEvent) -> None:
+    """Update the projection tables for one event, inside the caller's transaction."""
+    _HANDLERS[type(event)](conn, seq, event)
+
+
+def replay(conn: sqlite3.Connection, events: Iterable[tuple[int, AnyEvent]]) -> None:
+    for seq, event in events:
+        project(conn, seq, event)

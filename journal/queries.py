@@ -1,0 +1,107 @@
+"""Read-side SQL over the projection tables, turned into row values.
+
+Every function takes the connection and runs under the caller's lock; none holds a cursor
+open after returning, so callers may interleave appends with paged reads.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from .rows import EntryRow, HistoryRow, RunRow
+
+_RUN_SELECT = """
+SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.sealed_at,
+       r.finished_at, r.entries, r.summary, r.attempts, r.error,
+       COALESCE(SUM(e.created), 0), COALESCE(SUM(e.skipped), 0),
+       COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0)
+FROM runs r LEFT JOIN entries e ON e.run = r.run
+"""
+
+_ENTRY_COLUMNS = (
+    "run, entry, entity, op, records, state, error, created, skipped, updated, failed, retries,"
+    " planned_at, applied_at"
+)
+
+_HISTORY_SELECT = """
+SELECT ri.run, ri.entry, ri.entity, ri.key, e.op, ri.hash, e.planned_at, e.outcomes, ri.pos,
+       e.applied_at, r.kind, r.source, r.target
+FROM record_index ri
+JOIN entries e ON e.run = ri.run AND e.entry = ri.entry
+JOIN runs r ON r.run = ri.run
+WHERE ri.key = ?
+"""
+
+_outcomes = msgspec.msgpack.Decoder(list[str])
+
+
+def _run_row(row: tuple[Any, ...]) -> RunRow:
+    counts = dict(zip(("created", "skipped", "updated", "failed"), row[13:17]))
+    return RunRow(
+        run=row[0], kind=row[1], source=row[2], target=row[3],
+        options=msgspec.json.decode(row[4]), status=row[5], started_at=row[6],
+        sealed_at=row[7], finished_at=row[8], entries=row[9],
+        summary=msgspec.json.decode(row[10]), attempts=row[11], counts=counts, error=row[12],
+    )
+
+
+def runs(conn: sqlite3.Connection) -> list[RunRow]:
+    rows = conn.execute(_RUN_SELECT + " GROUP BY r.run ORDER BY r.started_seq DESC").fetchall()
+    return [_run_row(row) for row in rows]
+
+
+def run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
+    row = conn.execute(_RUN_SELECT + " WHERE r.run = ? GROUP BY r.run", (run_id,)).fetchone()
+    return None if row is None else _run_row(row)
+
+
+def runs_with_prefix(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT run FROM runs WHERE substr(run, 1, ?) = ? ORDER BY run LIMIT ?",
+        (len(prefix), prefix, limit),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def entries_page(
+    conn: sqlite3.Connection, run_id: str, after: int, states: list[str] | None, limit: int
+) -> list[EntryRow]:
+    sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE run = ? AND entry > ?"
+    params: list[Any] = [run_id, after]
+    if states is not None:
+        sql += f" AND state IN ({', '.join('?' * len(states))})"
+        params += states
+    rows = conn.execute(sql + " ORDER BY entry LIMIT ?", (*params, limit)).fetchall()
+    return [EntryRow(*row) for row in rows]
+
+
+def entry_event_seqs(conn: sqlite3.Connection, run_id: str, entry: int) -> tuple[int, int | None] | None:
+    """(seq of the EntryPlanned, seq of the latest EntryApplied or None), None if unplanned."""
+    row = conn.execute(
+        "SELECT planned_seq, applied_seq FROM entries WHERE run = ? AND entry = ?", (run_id, entry)
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[HistoryRow]:
+    sql, params = _HISTORY_SELECT, [key]
+    if entity is not None:
+        sql, params = sql + " AND ri.entity = ?", [key, entity]
+    rows = conn.execute(sql + " ORDER BY e.planned_seq, ri.pos", params).fetchall()
+    return [_history_row(row) for row in rows]
+
+
+def _history_row(row: tuple[Any, ...]) -> HistoryRow:
+    run, entry, entity, key, op, hash_, planned_at, outcomes, pos, applied_at, *where = row
+    outcome = "pending" if outcomes is None else _outcomes.decode(outcomes)[pos]
+    return HistoryRow(run, entry, entity, key, op, hash_, planned_at, outcome, applied_at, *where)
+
+
+def snapshot(conn: sqlite3.Connection, tables: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: conn.execute(f"SELECT * FROM {table} ORDER BY {', '.join(pk)}").fetchall()
+        for table, pk in tables
+    }

@@ -1,0 +1,74 @@
+"""Read-side values: what queries on the journal return."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .events import AnyEvent
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """One stored event with its place in the log."""
+
+    seq: int
+    at: str
+    run: str
+    type: str
+    event: AnyEvent
+    hash: str
+
+
+class RunRow(msgspec.Struct, frozen=True):
+    run: str
+    kind: str
+    source: str
+    target: str
+    options: dict[str, Any]
+    status: str  # planning | planned | applying | completed | failed | interrupted
+    started_at: str
+    sealed_at: str | None
+    finished_at: str | None
+    entries: int
+    summary: dict[str, Any]
+    attempts: int
+    counts: dict[str, int]  # created/skipped/updated/failed over the entries' latest outcomes
+    error: str | None = None  # RunFinished.error of the latest finish
+
+
+class EntryRow(msgspec.Struct, frozen=True):
+    run: str
+    entry: int
+    entity: str
+    op: str
+    records: int
+    state: str  # pending | done | failed
+    error: str | None
+    created: int
+    skipped: int
+    updated: int
+    failed: int
+    retries: int
+    planned_at: str
+    applied_at: str | None
+
+
+class HistoryRow(msgspec.Struct, frozen=True):
+    run: str
+    entry: int
+    entity: str
+    key: str
+    op: str
+    hash: str
+    planned_at: str
+    outcome: str  # created | skipped | updated | failed | pending
+    applied_at: str | None
+    kind: str
+    source: str
+    target: str
+
+
+class VerifyReport(msgspec.Struct, frozen=True):
+    ok: bool
+    events: int
+    problems: list[str]

@@ -1,0 +1,63 @@
+"""What append refuses: events that do not fit their run's lifecycle.
+
+Checked against the projections inside the append transaction, event by event, so a batch
+may start a run and plan it at once. One refused event refuses the whole batch.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from .errors import RejectedEvent
+from .events import AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, PlanSealed, RunStarted, type_name
+
+
+def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
+    run = conn.execute("SELECT sealed_at, entries FROM runs WHERE run = ?", (event.run,)).fetchone()
+    if isinstance(event, RunStarted):
+        if run is not None and run[0] is not None:
+            raise RejectedEvent(f"run {event.run!r} is already sealed; it cannot be started again")
+        return
+    if run is None:
+        raise RejectedEvent(f"{type_name(event)} for unknown run {event.run!r} (no RunStarted)")
+    sealed, planned = run[0] is not None, run[1]
+    if isinstance(event, EntryPlanned):
+        _check_planned(conn, event, sealed)
+    elif isinstance(event, PlanSealed):
+        _check_sealed(event, sealed, planned)
+    elif isinstance(event, ApplyStarted) and not sealed:
+        raise RejectedEvent(f"run {event.run!r} is not sealed; an unsealed plan is never applied")
+    elif isinstance(event, EntryApplied):
+        _check_applied(conn, event)
+
+
+def _check_planned(conn: sqlite3.Connection, event: EntryPlanned, sealed: bool) -> None:
+    where = f"run {event.run!r} entry {event.entry}"
+    if sealed:
+        raise RejectedEvent(f"{where}: the plan is sealed; no entry can be added")
+    if len(event.keys) != len(event.hashes):
+        raise RejectedEvent(f"{where}: {len(event.keys)} keys but {len(event.hashes)} hashes")
+    exists = conn.execute(
+        "SELECT 1 FROM entries WHERE run = ? AND entry = ?", (event.run, event.entry)
+    ).fetchone()
+    if exists:
+        raise RejectedEvent(f"{where} is already planned")
+
+
+def _check_sealed(event: PlanSealed, sealed: bool, planned: int) -> None:
+    if sealed:
+        raise RejectedEvent(f"run {event.run!r} is already sealed")
+    if event.entries != planned:
+        raise RejectedEvent(
+            f"run {event.run!r}: PlanSealed says {event.entries} entries but {planned} were planned"
+        )
+
+
+def _check_applied(conn: sqlite3.Connection, event: EntryApplied) -> None:
+    where = f"run {event.run!r} entry {event.entry}"
+    row = conn.execute(
+        "SELECT records FROM entries WHERE run = ? AND entry = ?", (event.run, event.entry)
+    ).fetchone()
+    if row is None:
+        raise RejectedEvent(f"{where} was never planned")
+    if len(event.outcomes) != row[0]:
+        raise RejectedEvent(f"{where}: {len(event.outcomes)} outcomes for {row[0]} records")

@@ -1,0 +1,225 @@
+"""The SQLite journal: one file, WAL, an append-only hash-chained `events` table and
+projection tables kept in step with it inside the same transactions."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import msgspec
+from sqlite_utils import Database
+
+from . import queries, rules, schema
+from .chain import GENESIS, link
+from .errors import JournalIntegrityError, JournalStorageError, UnknownEntry
+from .events import AnyEvent, EntryApplied, EntryPlanned, decode, encode, type_name
+from .projections import project, replay
+from .resolve import resolve_run
+from .rows import EntryRow, HistoryRow, Recorded, RunRow, VerifyReport
+from .verify import verify_sqlite
+
+# Rows per locked read: bounds memory (an entry's payload can be ~100 kB) and lets appends
+# from other threads in between pages.
+PAGE = 256
+_INSERT_EVENT = "INSERT INTO events (seq, at, run, type, body, hash) VALUES (?, ?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = "seq, at, run, type, body, hash"
+_E = TypeVar("_E", EntryPlanned, EntryApplied)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a batch is exactly one
+    # transaction and reading the chain's tail cannot race another process's append.
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is fsynced before append returns; the applier's effects come after it.
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def _decode(seq: int, body: bytes) -> AnyEvent:
+    try:
+        return decode(body)
+    except msgspec.DecodeError as exc:
+        raise JournalIntegrityError(f"seq {seq}: event body does not decode: {exc}") from exc
+
+
+class SqliteJournal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._conn = _connect(path)
+        except sqlite3.Error as exc:
+            raise JournalStorageError(f"cannot open journal {path}: {exc}") from exc
+        self._db = Database(self._conn, recursive_triggers=False, execute_plugins=False)
+        with self._writing():
+            schema.create_event_log(self._db)
+            schema.create_projections(self._db)
+        self._check_version()
+
+    def _check_version(self) -> None:
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row[0] != schema.SCHEMA_VERSION:
+            raise JournalStorageError(
+                f"journal {self.path} has schema version {row[0]}; this code knows {schema.SCHEMA_VERSION}"
+            )
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise JournalStorageError(f"journal {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all of it is committed (and fsynced) or none of it."""
+        with self._reading() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- writing ----------------------------------------------------------------------
+
+    def append(self, events: Sequence[AnyEvent]) -> int:
+        """Store the batch as one transaction (group commit); return the last seq."""
+        if not events:
+            return self.last_seq()
+        with self._writing() as conn:
+            seq, previous = self._tail(conn)
+            rows = []
+            for event in events:
+                rules.check(conn, event)
+                body = encode(event)
+                previous, seq = link(previous, body), seq + 1
+                rows.append((seq, event.at, event.run, type_name(event), body, previous.hex()))
+                project(conn, seq, event)
+            conn.executemany(_INSERT_EVENT, rows)
+        return seq
+
+    @staticmethod
+    def _tail(conn: sqlite3.Connection) -> tuple[int, bytes]:
+        row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, GENESIS) if row is None else (row[0], bytes.fromhex(row[1]))
+
+    def rebuild_projections(self) -> None:
+        """Drop the projection tables and replay every event into fresh ones."""
+        with self._writing() as conn:
+            schema.drop_projections(self._db)
+            schema.create_projections(self._db)
+            rows = conn.execute("SELECT seq, body FROM events ORDER BY seq")
+            replay(conn, ((seq, _decode(seq, body)) for seq, body in rows))
+
+    # -- the log ------------------------------------------------------------------------
+
+    def read(self, after: int = 0, run: str | None = None) -> Iterator[Recorded]:
+        """Events with seq > after (of one run, if given) in seq order, a page at a time."""
+        where = "seq > ?" + (" AND run = ?" if run is not None else "")
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT {PAGE}"
+        while True:
+            with self._reading() as conn:
+                page = conn.execute(sql, (after,) if run is None else (after, run)).fetchall()
+            for seq, at, run_id, type_, body, hash_ in page:
+                yield Recorded(seq, at, run_id, type_, _decode(seq, body), hash_)
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def last_seq(self) -> int:
+        with self._reading() as conn:
+            last: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        return last
+
+    def _event_at(self, seq: int, kind: type[_E]) -> _E:
+        """The event a projection row points at; anything else means the file was tampered with."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT body FROM events WHERE seq = ?", (seq,)).fetchone()
+        event = None if row is None else _decode(seq, row[0])
+        if not isinstance(event, kind):
+            raise JournalIntegrityError(f"seq {seq}: projections expect a {kind.__name__} there")
+        return event
+
+    # -- projections --------------------------------------------------------------------
+
+    def resolve_run(self, text: str) -> str:
+        with self._reading() as conn:
+            return resolve_run(text, lambda prefix, n: queries.runs_with_prefix(conn, prefix, n))
+
+    def runs(self) -> list[RunRow]:
+        """Every run, newest first."""
+        with self._reading() as conn:
+            return queries.runs(conn)
+
+    def run(self, run_id: str) -> RunRow | None:
+        with self._reading() as conn:
+            return queries.run(conn, run_id)
+
+    def entries(self, run_id: str, states: Iterable[str] | None = None) -> Iterator[EntryRow]:
+        """The run's entries by entry number; no lock is held between pages, so the caller
+        may append outcomes while iterating (the applier does)."""
+        wanted = None if states is None else list(states)
+        after = 0
+        while True:
+            with self._reading() as conn:
+                page = queries.entries_page(conn, run_id, after, wanted, PAGE)
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1].entry
+
+    def _entry_seqs(self, run_id: str, entry: int) -> tuple[int, int | None]:
+        with self._reading() as conn:
+            seqs = queries.entry_event_seqs(conn, run_id, entry)
+        if seqs is None:
+            raise UnknownEntry(f"run {run_id!r} has no planned entry {entry}")
+        return seqs
+
+    def planned(self, run_id: str, entry: int) -> EntryPlanned:
+        return self._event_at(self._entry_seqs(run_id, entry)[0], EntryPlanned)
+
+    def applied(self, run_id: str, entry: int) -> EntryApplied | None:
+        """The entry's latest outcome, or None while it is pending."""
+        seq = self._entry_seqs(run_id, entry)[1]
+        return None if seq is None else self._event_at(seq, EntryApplied)
+
+    def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:
+        """Every planned operation on the record `key`, oldest first."""
+        with self._reading() as conn:
+            return queries.history(conn, key, entity)
+
+    def projection_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        with self._reading() as conn:
+            return queries.snapshot(conn, schema.PROJECTIONS.items())
+
+    # -- integrity ------------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        # Runs on its own connection and snapshot: appends from other threads go on meanwhile.
+        try:
+            return verify_sqlite(self.path)
+        except sqlite3.Error as exc:
+            raise JournalStorageError(f"cannot verify journal {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteJournal:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+

@@ -1,0 +1,33 @@
+"""Opening a journal by URL: the scheme picks the backend (only SQLite for now)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import UnsupportedURL
+from .sqlite import SqliteJournal
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def sqlite_path(url: str | os.PathLike[str]) -> Path:
+    """`sqlite:///rel.db` -> rel.db, `sqlite:////abs.db` -> /abs.db, a plain path -> itself."""
+    text = os.fspath(url)
+    if not _SCHEME.match(text) or re.match(r"^[A-Za-z]:[\\/]", text):  # C:\ is a path
+        return Path(text).expanduser()
+    if not text.startswith("sqlite:///"):
+        raise UnsupportedURL(
+            f"unsupported journal URL {text!r}: use sqlite:///relative.db, sqlite:////absolute.db or a path"
+        )
+    path = text.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path:
+        raise UnsupportedURL(f"journal URL {text!r} names no file")
+    return Path(path).expanduser()
+
+
+def open_journal(url: str | os.PathLike[str]) -> SqliteJournal:
+    """Open (creating it and its folder if needed) the journal at `url`."""
+    path = sqlite_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteJournal(path)
