@@ -79,7 +79,7 @@ class SyncdGroup(click.Group):
 
 
 def fail(message: str, code: int) -> None:
-    err.print(message, markup=False)
+    click.echo(message, err=True)  # plain: one line, never wrapped or styled
     sys.exit(code)
 
 
@@ -142,8 +142,7 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
                           update=kw["update"])
     if kw["dry_run"] and kw["plan_only"]:
         raise InputError("--dry-run and --plan-only exclude each other")
-    journal = None if kw["dry_run"] else ops.journal_for(config)
-    planned, schema = anyio.run(_plan, config, request, journal, kw["verbose"])
+    planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"])
     title = f"{kind.capitalize()} plan: {request.source} → {request.target}"
     show_plan(planned, title, schema, request, kw["verbose"], kw["as_json"])
     if kw["dry_run"] or kw["plan_only"]:
@@ -157,10 +156,12 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     finish(config, journal, planned.run_id, kw["as_json"])
 
 
-async def _plan(config: Config, request: PlanRequest, journal: SqliteJournal | None,
-                verbose: bool) -> tuple[ops.Planned, Any]:
-    async with ops.connect(config, request) as ctx:
-        return await ops.plan(ctx, journal, verbose=verbose, stopping=STOP), ctx.schema
+async def _plan(config: Config, request: PlanRequest, dry_run: bool,
+                verbose: bool) -> tuple[ops.Planned, Any, SqliteJournal | None]:
+    async with ops.connect(config, request) as ctx:  # validates everything first
+        journal = None if dry_run else ops.journal_for(config)
+        planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
+        return planned, ctx.schema, journal
 
 
 def show_plan(planned: ops.Planned, title: str, schema: Any, request: PlanRequest,
@@ -255,7 +256,7 @@ def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status:
 def resume(ctx: click.Context, run: str, yes: bool, as_json: bool) -> None:
     """Apply what RUN has not applied yet."""
     config = config_of(ctx)
-    journal = ops.journal_for(config)
+    journal = ops.journal_for(config, create=False)
     run_id = journal.resolve_run(run)
     row = journal.run(run_id)
     assert row is not None
@@ -284,8 +285,8 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool) -> None:
 @click.pass_context
 def runs(ctx: click.Context, as_json: bool) -> None:
     """Runs, newest first: id, kind, source → target, status, counts, times."""
-    journal = ops.journal_for(config_of(ctx, required=False))
-    rows = journal.runs()
+    config = config_of(ctx, required=False)
+    rows = ops.journal_for(config).runs() if ops.journal_path(config).exists() else []
     if as_json:
         print(json.dumps([_run_json(r) for r in rows]))
         return
@@ -310,7 +311,7 @@ def _run_json(r: Any) -> dict[str, Any]:
 @click.pass_context
 def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     """The plan of RUN and its progress per entity (per record with -v)."""
-    journal = ops.journal_for(config_of(ctx, required=False))
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
     run_id = journal.resolve_run(run)
     row = journal.run(run_id)
     assert row is not None
@@ -355,7 +356,7 @@ def _records(journal: SqliteJournal, run_id: str, entries: list[Any]) -> Any:
 @click.pass_context
 def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> None:
     """Every journaled operation on the record KEY, oldest first."""
-    journal = ops.journal_for(config_of(ctx, required=False))
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
     rows = journal.history(key, entity)
     history = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
                 "target": h.target, "op": h.op, "outcome": h.outcome, "hash": h.hash,
@@ -380,7 +381,7 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
 @click.pass_context
 def log(ctx: click.Context, run_text: str | None, since: str | None, as_json: bool) -> None:
     """The journal's events, oldest first."""
-    journal = ops.journal_for(config_of(ctx, required=False))
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
     run_id = journal.resolve_run(run_text) if run_text else None
     for rec in journal.read(run=run_id):
         if since and rec.at < since:
@@ -419,7 +420,7 @@ def journal_group() -> None:
 @click.pass_context
 def journal_verify(ctx: click.Context) -> None:
     """Exit 1 on any broken chain or projection mismatch."""
-    journal = ops.journal_for(config_of(ctx, required=False))
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
     report = journal.verify()
     if report.ok:
         out.print(f"ok: {report.events} events, hash chain intact, projections match")
@@ -433,7 +434,7 @@ def journal_verify(ctx: click.Context) -> None:
 @click.pass_context
 def journal_rebuild(ctx: click.Context) -> None:
     """Drop the projections and rebuild them from the events."""
-    journal = ops.journal_for(config_of(ctx, required=False))
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
     journal.rebuild_projections()
     out.print("projections rebuilt")
 

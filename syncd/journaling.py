@@ -31,16 +31,16 @@ def planned_event(run_id: str, number: int, entry: PlannedEntry) -> EntryPlanned
 class JournalSink:
     """Receives the planner's entries and makes them durable before the seal."""
 
-    def __init__(self, journal: SqliteJournal, run_id: str) -> None:
+    def __init__(self, journal: SqliteJournal, run_id: str, request: PlanRequest) -> None:
         self.journal = journal
         self.run_id = run_id
         self.entries = 0
-        self._pending: list[AnyEvent] = []
-
-    async def start(self, request: PlanRequest) -> None:
-        await self._append([RunStarted(run=self.run_id, at=now(), kind=request.kind,
-                                       source=request.source, target=request.target,
-                                       options=request.options())])
+        # RunStarted goes out with the first group, so input errors the first group
+        # uncovers (a URI with no blob_map entry) leave the journal untouched.
+        self._pending: list[AnyEvent] = [RunStarted(
+            run=run_id, at=now(), kind=request.kind, source=request.source,
+            target=request.target, options=request.options())]
+        self._started = False
 
     async def add(self, entry: PlannedEntry) -> None:
         self.entries += 1
@@ -52,6 +52,7 @@ class JournalSink:
         events, self._pending = self._pending, []
         if events:
             await self._append(events)
+            self._started = True
 
     async def seal(self, summary: PlanSummary) -> None:
         self._pending.append(PlanSealed(run=self.run_id, at=now(), entries=self.entries,
@@ -61,7 +62,8 @@ class JournalSink:
     async def abort(self, status: str, error: str | None) -> None:
         """Planning stopped before the seal: nothing was applied; resume plans again."""
         self._pending.clear()
-        await self._append([RunFinished(run=self.run_id, at=now(), status=status, error=error)])
+        if self._started:
+            await self._append([RunFinished(run=self.run_id, at=now(), status=status, error=error)])
 
     async def _append(self, events: list[Any]) -> None:
         await anyio.to_thread.run_sync(self.journal.append, events)

@@ -33,8 +33,12 @@ def open_store(config: Config, env: str, *, readonly: bool) -> RecordStore:
     return SqliteStore(env, sqlite_path(environment.records, config.base_dir), readonly=readonly)
 
 
-def journal_for(config: Config) -> SqliteJournal:
-    return open_journal(sqlite_path(config.journal.url, config.base_dir))
+def journal_for(config: Config, *, create: bool = True) -> SqliteJournal:
+    """The journal; commands that only read it refuse to create an empty one."""
+    path = sqlite_path(config.journal.url, config.base_dir)
+    if not create and not path.exists():
+        raise InputError(f"no journal at {path}: nothing has run yet")
+    return open_journal(path)
 
 
 async def load_schema(config: Config, store: RecordStore) -> Schema:
@@ -107,9 +111,8 @@ async def plan(ctx: PlanContext, journal: SqliteJournal | None, *, verbose: bool
         planner = Planner(ctx, sink, verbose=verbose, stopping=stopping)
         return Planned(None, await planner.run(), sink.entries, planner.actions)
     run_id = run_id or new_run_id()
-    jsink = JournalSink(journal, run_id)
+    jsink = JournalSink(journal, run_id, ctx.request)
     planner = Planner(ctx, jsink, verbose=verbose, stopping=stopping)
-    await jsink.start(ctx.request)
     try:
         summary = await planner.run()
     except Interrupted as exc:
