@@ -78,9 +78,10 @@ class SqliteJournal:
                 raise JournalStorageError(f"journal {self.path}: {exc}") from exc
 
     @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
+    def _writing(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: all of it is committed (and fsynced) or none of it."""
         with self._reading() as conn:
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -92,11 +93,17 @@ class SqliteJournal:
 
     # -- writing ----------------------------------------------------------------------
 
-    def append(self, events: Sequence[AnyEvent]) -> int:
-        """Store the batch as one transaction (group commit); return the last seq."""
+    def append(self, events: Sequence[AnyEvent], *, durable: bool = True) -> int:
+        """Store the batch as one transaction (group commit); return the last seq.
+
+        durable=True fsyncs before returning: what precedes an effect must use it.
+        durable=False (WAL, synchronous=NORMAL) survives a killed process but not a power
+        cut; it suits records of effects that are safe to redo, and the next durable
+        append fsyncs it along with its own events.
+        """
         if not events:
             return self.last_seq()
-        with self._writing() as conn:
+        with self._writing(durable) as conn:
             seq, previous = self._tail(conn)
             rows = []
             for event in events:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from journal import SqliteJournal
+from journal import EntryRow, SqliteJournal
 from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
 from . import blobs, failpoints
@@ -25,9 +27,14 @@ from .payload import unpack_rows
 from .plan import FILES
 from .schema import Schema
 from .stores.base import RecordStore
+from .tasks import task_group
 
 RETRIES = 5
+READ_AHEAD = 2  # entries loaded ahead of the one being written: bounds memory
 BACKOFF = 0.05  # seconds; doubled per attempt, with jitter
+
+
+Loaded = tuple[EntryRow, EntryPlanned, list[list[Any]]]
 
 
 @dataclass
@@ -65,30 +72,50 @@ class Applier:
         todo = list(self.journal.entries(self.run_id, states=("pending", "failed")))
         self.progress.on_start(sum(e.records for e in todo))
         await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
-        result, blocked = ApplyResult("completed"), set()
-        for row in todo:
-            if self.stopping():
-                result.status = "interrupted"
-                break
-            if row.entity in blocked:
-                continue
-            failpoints.hit("apply.before-entry")
-            applied = await self._apply(self.journal.planned(self.run_id, row.entry))
-            failpoints.hit("apply.after-effect")  # written to the target, outcome not journaled yet
-            await self._append(applied)
-            failpoints.hit("apply.after-outcome")
-            self.progress.on_entry(row.entity, row.records)
-            if applied.state == "failed":
-                result.status = "failed"
-                result.failures.append(f"{row.entity} entry {row.entry}: {applied.error}")
-                if row.entity != FILES:  # file failures never stop records (grace semantics)
-                    blocked |= dependents(self.schema, row.entity)
+        result = ApplyResult("completed")
+        async with task_group() as tasks:
+            send, receive = anyio.create_memory_object_stream[Loaded](READ_AHEAD)
+            tasks.start_soon(self._read_ahead, todo, send)
+            await self._apply_all(receive, result)
+            tasks.cancel_scope.cancel()  # stopped early: the reader may still be waiting
         await self._append(RunFinished(run=self.run_id, at=now(), status=result.status,
                                        error="; ".join(result.failures[:3]) or None))
         return result
 
-    async def _apply(self, entry: EntryPlanned) -> EntryApplied:
-        rows = unpack_rows(entry.payload)
+    async def _apply_all(self, loaded: MemoryObjectReceiveStream[Loaded], result: ApplyResult) -> None:
+        blocked: set[str] = set()
+        async with loaded:
+            async for row, entry, rows in loaded:
+                if self.stopping():
+                    result.status = "interrupted"
+                    return
+                if row.entity in blocked:
+                    continue
+                failpoints.hit("apply.before-entry")
+                applied = await self._apply(entry, rows)
+                failpoints.hit("apply.after-effect")  # written to the target, outcome not journaled yet
+                # Not fsynced: losing it to a power cut only means resume redoes an
+                # idempotent entry; the RunFinished below makes all of them durable.
+                await self._append(applied, durable=False)
+                failpoints.hit("apply.after-outcome")
+                self.progress.on_entry(row.entity, row.records)
+                if applied.state == "failed":
+                    result.status = "failed"
+                    result.failures.append(f"{row.entity} entry {row.entry}: {applied.error}")
+                    if row.entity != FILES:  # file failures never stop records (grace semantics)
+                        blocked |= dependents(self.schema, row.entity)
+
+    async def _read_ahead(self, todo: list[EntryRow], send: MemoryObjectSendStream[Loaded]) -> None:
+        """Load and decompress the next entries while the current one is being written."""
+        async with send:
+            for row in todo:
+                await send.send(await anyio.to_thread.run_sync(self._load, row))
+
+    def _load(self, row: EntryRow) -> Loaded:
+        entry = self.journal.planned(self.run_id, row.entry)
+        return row, entry, unpack_rows(entry.payload)
+
+    async def _apply(self, entry: EntryPlanned, rows: list[list[Any]]) -> EntryApplied:
         if entry.op == "copy":
             return await self._copy_files(entry, rows)
         entity = self.schema.entity(entry.entity)
@@ -96,7 +123,7 @@ class Applier:
         while True:
             try:
                 if entry.op == "create":
-                    flags = await self.target.create(entity, entry.columns, [tuple(r) for r in rows])
+                    flags = await self.target.create(entity, entry.columns, rows)
                     outcomes = ["created" if f else "skipped" for f in flags]
                 else:
                     flags = await self.target.update(entity, [(k, f) for k, f in rows])
@@ -121,7 +148,7 @@ class Applier:
             except StoreError as exc:
                 errors.append(str(exc))
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for i, (src, dst, size) in enumerate(rows):
                 tg.start_soon(one, i, src, dst, size)
         state = "failed" if errors else "done"
@@ -133,8 +160,8 @@ class Applier:
                             outcomes=outcomes or ["failed"] * len(entry.keys),
                             error=error, retries=retries)
 
-    async def _append(self, event: Any) -> None:
-        await anyio.to_thread.run_sync(self.journal.append, [event])
+    async def _append(self, event: Any, durable: bool = True) -> None:
+        await anyio.to_thread.run_sync(partial(self.journal.append, [event], durable=durable))
 
 
 def copy_file(src: str, dst: str, size: int | None) -> str:

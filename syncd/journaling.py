@@ -2,7 +2,8 @@
 
 Entries are appended in groups (group commit): one durable transaction per GROUP entries.
 That is safe because nothing is applied before the plan is sealed, and the seal is appended
-only after every entry is durable.
+only after every entry is durable. Hashing, compressing and appending run in a writer task
+(worker threads) so the planner goes on reading the source meanwhile.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from .clock import now
 from .payload import pack_rows, row_hash
 from .plan import PlannedEntry, PlanRequest, PlanSummary
 
-GROUP = 16
+GROUP = 8  # entries per durable append
+QUEUE = 4  # planned entries waiting for the writer: bounds memory
 
 
 def planned_event(run_id: str, number: int, entry: PlannedEntry) -> EntryPlanned:
@@ -29,7 +31,11 @@ def planned_event(run_id: str, number: int, entry: PlannedEntry) -> EntryPlanned
 
 
 class JournalSink:
-    """Receives the planner's entries and makes them durable before the seal."""
+    """Receives the planner's entries and makes them durable before the seal.
+
+    `write()` runs as a task beside the planner; `close()` ends its input, after which it
+    drains what is queued and returns; then `seal()` (or `abort()` on failure).
+    """
 
     def __init__(self, journal: SqliteJournal, run_id: str, request: PlanRequest) -> None:
         self.journal = journal
@@ -41,29 +47,39 @@ class JournalSink:
             run=run_id, at=now(), kind=request.kind, source=request.source,
             target=request.target, options=request.options())]
         self._started = False
+        self._send, self._receive = anyio.create_memory_object_stream[PlannedEntry](QUEUE)
 
     async def add(self, entry: PlannedEntry) -> None:
-        self.entries += 1
-        self._pending.append(planned_event(self.run_id, self.entries, entry))
-        if len(self._pending) >= GROUP:
-            await self.flush()
+        await self._send.send(entry)
 
-    async def flush(self) -> None:
-        events, self._pending = self._pending, []
-        if events:
-            await self._append(events)
-            self._started = True
+    async def close(self) -> None:
+        await self._send.aclose()
+
+    async def write(self) -> None:
+        async with self._receive:
+            async for entry in self._receive:
+                self.entries += 1
+                event = await anyio.to_thread.run_sync(planned_event, self.run_id, self.entries, entry)
+                self._pending.append(event)
+                if len(self._pending) >= GROUP:
+                    await self._flush()
 
     async def seal(self, summary: PlanSummary) -> None:
         self._pending.append(PlanSealed(run=self.run_id, at=now(), entries=self.entries,
                                         summary=summary.to_json()))
-        await self.flush()
+        await self._flush()
 
     async def abort(self, status: str, error: str | None) -> None:
         """Planning stopped before the seal: nothing was applied; resume plans again."""
         self._pending.clear()
         if self._started:
             await self._append([RunFinished(run=self.run_id, at=now(), status=status, error=error)])
+
+    async def _flush(self) -> None:
+        events, self._pending = self._pending, []
+        if events:
+            await self._append(events)
+            self._started = True
 
     async def _append(self, events: list[Any]) -> None:
         await anyio.to_thread.run_sync(self.journal.append, events)

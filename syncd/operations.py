@@ -21,6 +21,7 @@ from .journaling import JournalSink, NullSink
 from .plan import PlanRequest, PlanSummary, RecordAction
 from .planner import PlanContext, Planner, involved_entities
 from .schema import Schema, build_schema
+from .tasks import task_group
 from .stores.base import RecordStore
 from .stores.sqlite import SqliteStore
 from .transforms import BlobRewriter, Transformer
@@ -114,12 +115,17 @@ async def plan(ctx: PlanContext, journal: SqliteJournal | None, *, verbose: bool
     jsink = JournalSink(journal, run_id, ctx.request)
     planner = Planner(ctx, jsink, verbose=verbose, stopping=stopping)
     try:
-        summary = await planner.run()
-    except Interrupted as exc:
-        await jsink.abort("interrupted", "planning interrupted; resume plans again")
-        raise exc
+        async with task_group() as tasks:
+            tasks.start_soon(jsink.write)
+            try:
+                summary = await planner.run()
+            finally:
+                await jsink.close()  # the writer drains what is queued, then ends
     except BaseException as exc:
-        await jsink.abort("failed", f"planning failed: {exc}")
+        interrupted = isinstance(exc, Interrupted)
+        await jsink.abort("interrupted" if interrupted else "failed",
+                          "planning interrupted; resume plans again" if interrupted
+                          else f"planning failed: {exc}")
         raise
     await jsink.seal(summary)
     return Planned(run_id, summary, jsink.entries, planner.actions)

@@ -18,13 +18,13 @@ from .errors import Interrupted, SchemaError
 from .filters import Filter
 from .plan import FILES, PlannedEntry, PlanRequest, PlanSummary, RecordAction
 from .records import decode_json, field_value
-from .schema import Entity, Schema
+from .schema import Entity, Reference, Schema, get_in
 from .stores.base import Patch, RecordStore, Row
+from .tasks import task_group
 from .transforms import Transformer, is_uri
 
-CHUNK = 1000  # root records per group
-BATCH = 1000  # rows per entry: one target transaction each
-PAGE = 5000  # rows per page when selecting children
+CHUNK = 2000  # root records per group
+BATCH = 5000  # rows per entry: one target transaction each
 
 
 class PlanSink(Protocol):
@@ -60,6 +60,9 @@ class Planner:
         self.actions: list[RecordAction] | None = [] if verbose else None
         self._stopping = stopping
         self._known: dict[str, set[Any]] = {}  # parents decided in earlier groups
+        # A child found through its only link to the tree has that parent by construction.
+        links = {c: ctx.schema.link(c, ctx.tree) for c in ctx.tree[1:]}
+        self._selected_by = {(c, refs[0].field) for c, refs in links.items() if len(refs) == 1}
         for name in involved_entities(ctx.schema, ctx.tree):
             self.summary.entity(name)
 
@@ -105,6 +108,7 @@ class Planner:
     # -- selection ------------------------------------------------------------
 
     async def _children(self, entity: Entity, selected: dict[str, list[Row]]) -> list[Row]:
+        """The group's children of this entity, by every reference linking them to the tree."""
         schema, found = self.ctx.schema, {}
         key_at = entity.index(entity.key)
         for ref in schema.link(entity.name, self.ctx.tree):
@@ -112,20 +116,10 @@ class Planner:
             if not parents:
                 continue
             parent = schema.entity(ref.target)
-            keys = [r[parent.index(parent.key)] for r in parents]
-            async for row in self._pages(entity, [Filter(ref.field, "in", keys)]):
-                found[row[key_at]] = row
-        return [found[k] for k in _sorted_keys(found)]
-
-    async def _pages(self, entity: Entity, filters: Sequence[Filter]) -> AsyncIterator[Row]:
-        after, key_at = None, entity.index(entity.key)
-        while True:
-            page = await self.ctx.source.select_page(entity, filters, after, PAGE)
-            for row in page:
-                yield row
-            if len(page) < PAGE:
-                return
-            after = page[-1][key_at]
+            at = parent.index(parent.key)
+            rows = await self.ctx.source.select_all(entity, [Filter(ref.field, "in", [r[at] for r in parents])])
+            found.update((row[key_at], row) for row in rows)
+        return [found[k] for k in _sorted_keys(found)]  # key order: target inserts stay local
 
     async def _closure(self, selected: dict[str, list[Row]]) -> dict[str, list[Row]]:
         """Every parent the group needs that no earlier group decided, recursively."""
@@ -148,30 +142,31 @@ class Planner:
         wanted: dict[str, set[Any]] = {}
         for name, rows in frontier.items():
             entity = self.ctx.schema.entity(name)
-            for ref in entity.references:
+            refs = [r for r in entity.references if (name, r.field) not in self._selected_by]
+            for ref, values in zip(refs, reference_values(entity, rows, refs)):
                 have, known = present.get(ref.target, set()), self._known.get(ref.target, set())
-                for row in rows:
-                    value = field_value(entity, row, ref.field)
-                    if value is not None and value not in have and value not in known:
-                        wanted.setdefault(ref.target, set()).add(value)
+                missing = {v for v in values if v is not None and v not in have and v not in known}
+                if missing:
+                    wanted.setdefault(ref.target, set()).update(missing)
         return wanted
 
     # -- diff against the target ---------------------------------------------------
 
     async def _diff(self, entity: Entity, rows: list[Row]) -> _Diff:
         ctx, counts, diff = self.ctx, self.summary.entity(entity.name), _Diff()
-        existing = await ctx.target.existing_keys(entity, [_key(entity, r) for r in rows])
-        absent = [r for r in rows if _key(entity, r) not in existing]
+        at = entity.index(entity.key)
+        existing = await ctx.target.existing_keys(entity, [r[at] for r in rows])
+        absent = [r for r in rows if r[at] not in existing]
         matched = await self._match_natural(entity, absent)
-        diff.same_key = [r for r in rows if _key(entity, r) in existing]
-        diff.creates = [r for r in absent if _key(entity, r) not in matched]
+        diff.same_key = [r for r in rows if r[at] in existing]
+        diff.creates = [r for r in absent if r[at] not in matched] if matched else absent
         counts.existing += len(rows) - len(diff.creates)
         counts.create += len(diff.creates)
         self._note(entity, diff.same_key, "skip")
-        self._note(entity, [r for r in absent if _key(entity, r) in matched], "match")
+        self._note(entity, [r for r in absent if r[at] in matched], "match")
         if ctx.request.update and entity.name == ctx.root.name:
-            pairs = [(r, _key(entity, r)) for r in diff.same_key]
-            pairs += [(r, matched[_key(entity, r)]) for r in absent if _key(entity, r) in matched]
+            pairs = [(r, r[at]) for r in diff.same_key]
+            pairs += [(r, matched[r[at]]) for r in absent if r[at] in matched]
             diff.updates = await self._updates(entity, pairs)
             counts.update += len(diff.updates)
         return diff
@@ -228,7 +223,7 @@ class Planner:
         async def check(src: str, dst: str) -> None:
             verdicts[src] = await anyio.to_thread.run_sync(file_verdict, src, dst, limiter=limiter)
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for src, dst in pairs.items():
                 tg.start_soon(check, src, dst)
         rows, files = [], self.summary.files
@@ -268,6 +263,19 @@ class Planner:
     def _note_file(self, src: str, action: str, note: str) -> None:
         if self.actions is not None:
             self.actions.append(RecordAction(FILES, src, action, note))
+
+
+def reference_values(entity: Entity, rows: list[Row], refs: Sequence[Reference]) -> list[list[Any]]:
+    """Per reference, its value in every row; each JSON column is decoded once per row."""
+    plain = [entity.index(r.field.column) if not r.field.path else None for r in refs]
+    nested = {r.field.column for r in refs if r.field.path}
+    out: list[list[Any]] = [[] for _ in refs]
+    for row in rows:
+        docs = {c: decode_json(row[entity.index(c)]) for c in nested}
+        for i, ref in enumerate(refs):
+            at = plain[i]
+            out[i].append(row[at] if at is not None else get_in(docs[ref.field.column], ref.field.path))
+    return out
 
 
 def file_verdict(src: str, dst: str) -> tuple[str, int | None]:

@@ -25,6 +25,9 @@ class RecordStore(Protocol):
     ) -> list[Row]:
         """Rows matching every filter, key > after, ordered by key, at most `limit`."""
 
+    async def select_all(self, entity: Entity, filters: Sequence[Filter]) -> list[Row]:
+        """Every row matching the filters, in no particular order (callers bound the size)."""
+
     async def fetch(self, entity: Entity, keys: Sequence[Any]) -> list[Row]:
         """Rows with these keys, in key order; missing keys are simply absent."""
 
@@ -35,7 +38,8 @@ class RecordStore(Protocol):
     ) -> dict[tuple[Any, ...], Any]:
         """Natural-key tuple → this store's key, for the tuples it has."""
 
-    async def create(self, entity: Entity, columns: Sequence[str], rows: Sequence[Row]) -> list[bool]:
+    async def create(self, entity: Entity, columns: Sequence[str],
+                     rows: Sequence[Sequence[Any]]) -> list[bool]:
         """Create-if-absent in one transaction; True where the row was created."""
 
     async def update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:

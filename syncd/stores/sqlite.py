@@ -51,15 +51,22 @@ class SqliteStore:
         self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int
     ) -> list[Row]:
         where, params = to_sql(filters, entity)
-        clauses = [where] if where else []
         if after is not None:
-            clauses.append(f"{quote(entity.key)} > ?")
+            where = f"({where}) AND " if where else ""
+            where += f"{quote(entity.key)} > ?"
             params = [*params, after]
-        sql = f"SELECT {_cols(entity.columns)} FROM {quote(entity.name)}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(f"({c})" for c in clauses)
-        sql += f" ORDER BY {quote(entity.key)} LIMIT ?"
+        sql = self._select(entity, where) + f" ORDER BY {quote(entity.key)} LIMIT ?"
         return await self._run(self._query, sql, [*params, limit])
+
+    async def select_all(self, entity: Entity, filters: Sequence[Filter]) -> list[Row]:
+        # No ORDER BY/LIMIT: SQLite answers straight from the link's index, no sort, one pass.
+        where, params = to_sql(filters, entity)
+        return await self._run(self._query, self._select(entity, where), params)
+
+    @staticmethod
+    def _select(entity: Entity, where: str) -> str:
+        sql = f"SELECT {_cols(entity.columns)} FROM {quote(entity.name)}"
+        return f"{sql} WHERE {where}" if where else sql
 
     async def fetch(self, entity: Entity, keys: Sequence[Any]) -> list[Row]:
         sql = (f"SELECT {_cols(entity.columns)} FROM {quote(entity.name)} "
@@ -79,7 +86,8 @@ class SqliteStore:
         wanted = set(values)
         return {tuple(r[:-1]): r[-1] for r in rows if tuple(r[:-1]) in wanted}
 
-    async def create(self, entity: Entity, columns: Sequence[str], rows: Sequence[Row]) -> list[bool]:
+    async def create(self, entity: Entity, columns: Sequence[str],
+                     rows: Sequence[Sequence[Any]]) -> list[bool]:
         return await self._run(self._create, entity, list(columns), rows)
 
     async def update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
@@ -97,7 +105,7 @@ class SqliteStore:
         sql = f"SELECT {quote(entity.key)} FROM {quote(entity.name)} WHERE {quote(entity.key)} {_KEYS_IN}"
         return {r[0] for r in self._conn.execute(sql, [_json.encode(keys)])}
 
-    def _create(self, entity: Entity, columns: list[str], rows: Sequence[Row]) -> list[bool]:
+    def _create(self, entity: Entity, columns: list[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
         key_at = columns.index(entity.key)
         sql = (f"INSERT INTO {quote(entity.name)} ({_cols(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))})")
