@@ -3,6 +3,7 @@
 Handlers are pure functions of (tables, seq, event): replaying the same events into empty
 tables always yields the same rows, which is what rebuild and verify rely on. They never
 decode an entry's payload: the rows themselves are only needed to apply, not to query.
+The record index is not kept here but caught up lazily by readers (journal/index.py).
 """
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def to_json(value: dict[str, Any]) -> str:
 
 
 def _run_started(conn: sqlite3.Connection, seq: int, ev: RunStarted) -> None:
-    # Starting a run again means its planning was cut off: forget the partial plan.
-    conn.execute("DELETE FROM record_index WHERE run = ?", (ev.run,))
+    # Starting a run again means its planning was cut off: forget the partial plan. Its
+    # record_index rows may stay: they point at EntryPlanned seqs no entries row has now.
     conn.execute("DELETE FROM entries WHERE run = ?", (ev.run,))
     conn.execute(
         "INSERT OR REPLACE INTO runs (run, kind, source, target, options, status, started_at,"
@@ -48,12 +49,8 @@ def _entry_planned(conn: sqlite3.Connection, seq: int, ev: EntryPlanned) -> None
         (ev.run, ev.entry, ev.entity, ev.op, len(ev.keys), ev.at, seq),
     )
     conn.execute("UPDATE runs SET entries = entries + 1 WHERE run = ?", (ev.run,))
-    # The hot path of planning: one executemany per entry, only tuple building in Python.
-    run, entry, entity = ev.run, ev.entry, ev.entity
-    conn.executemany(
-        "INSERT INTO record_index (entity, key, run, entry, pos, hash) VALUES (?, ?, ?, ?, ?, ?)",
-        [(entity, key, run, entry, pos, h) for pos, (key, h) in enumerate(zip(ev.keys, ev.hashes))],
-    )
+    # The hot path of planning: the record index is not touched here; readers catch it up
+    # lazily from the log (journal/index.py).
 
 
 def _plan_sealed(conn: sqlite3.Connection, seq: int, ev: PlanSealed) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from .errors import JournalIntegrityError
+from .index import KeysHashes, keys_hashes_decoder, khash
 from .rows import EntryRow, HistoryRow, RunRow
 
 _RUN_SELECT = """
@@ -26,13 +28,14 @@ _ENTRY_COLUMNS = (
     " planned_at, applied_at"
 )
 
-_HISTORY_SELECT = """
-SELECT ri.run, ri.entry, ri.entity, ri.key, e.op, ri.hash, e.planned_at, e.outcomes, ri.pos,
-       e.applied_at, r.kind, r.source, r.target
+# Candidate entries of a key hash; entries a restarted run forgot drop out of the join.
+HISTORY_SELECT = """
+SELECT e.planned_seq, e.run, e.entry, e.entity, e.op, e.planned_at, e.outcomes, e.applied_at,
+       r.kind, r.source, r.target
 FROM record_index ri
-JOIN entries e ON e.run = ri.run AND e.entry = ri.entry
-JOIN runs r ON r.run = ri.run
-WHERE ri.key = ?
+JOIN entries e ON e.planned_seq = ri.entry_id
+JOIN runs r ON r.run = e.run
+WHERE ri.khash = ?
 """
 
 _outcomes = msgspec.msgpack.Decoder(list[str])
@@ -87,17 +90,40 @@ def entry_event_seqs(conn: sqlite3.Connection, run_id: str, entry: int) -> tuple
 
 
 def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[HistoryRow]:
-    sql, params = _HISTORY_SELECT, [key]
+    """Rows for every position of `key` in the candidate entries, by planned seq then position.
+
+    The index knows entries by key hash only: each candidate's EntryPlanned is read for the
+    key's positions (none: a hash collision) and the hash at each.
+    """
+    sql, params = HISTORY_SELECT, [khash(key)]
     if entity is not None:
-        sql, params = sql + " AND ri.entity = ?", [key, entity]
-    rows = conn.execute(sql + " ORDER BY e.planned_seq, ri.pos", params).fetchall()
-    return [_history_row(row) for row in rows]
+        sql, params = sql + " AND e.entity = ?", [*params, entity]
+    found = []
+    for planned_seq, run_id, entry, entity_, op, planned_at, outcomes, applied_at, *where in (
+        conn.execute(sql + " ORDER BY ri.entry_id", params).fetchall()
+    ):
+        planned = _keys_hashes(conn, planned_seq)
+        positions = [pos for pos, k in enumerate(planned.keys) if k == key]
+        if not positions:
+            continue
+        latest = None if outcomes is None else _outcomes.decode(outcomes)
+        if len(planned.hashes) != len(planned.keys) or (latest is not None and len(latest) != len(planned.keys)):
+            raise JournalIntegrityError(f"seq {planned_seq}: keys, hashes and outcomes do not line up")
+        for pos in positions:
+            outcome = "pending" if latest is None else latest[pos]
+            found.append(HistoryRow(run_id, entry, entity_, key, op, planned.hashes[pos], planned_at,
+                                    outcome, applied_at, *where))
+    return found
 
 
-def _history_row(row: tuple[Any, ...]) -> HistoryRow:
-    run, entry, entity, key, op, hash_, planned_at, outcomes, pos, applied_at, *where = row
-    outcome = "pending" if outcomes is None else _outcomes.decode(outcomes)[pos]
-    return HistoryRow(run, entry, entity, key, op, hash_, planned_at, outcome, applied_at, *where)
+def _keys_hashes(conn: sqlite3.Connection, seq: int) -> KeysHashes:
+    row = conn.execute("SELECT type, body FROM events WHERE seq = ?", (seq,)).fetchone()
+    if row is None or row[0] != "EntryPlanned":
+        raise JournalIntegrityError(f"seq {seq}: projections expect an EntryPlanned there")
+    try:
+        return keys_hashes_decoder.decode(row[1])
+    except msgspec.DecodeError as exc:
+        raise JournalIntegrityError(f"seq {seq}: EntryPlanned body does not decode: {exc}") from exc
 
 
 def snapshot(conn: sqlite3.Connection, tables: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, list[tuple[Any, ...]]]:

@@ -8,13 +8,17 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 SCHEMA_VERSION = "1"
+# The projections' layout: a journal whose projections were built by another layout has them
+# dropped and rebuilt from its events when opened (they are derived data).
+PROJECTIONS_VERSION = "2"
 APPEND_ONLY = "journal events are append-only"
 
 # Projection table -> its primary key, which is also the order snapshots are taken in.
 PROJECTIONS: dict[str, tuple[str, ...]] = {
     "runs": ("run",),
     "entries": ("run", "entry"),
-    "record_index": ("run", "entry", "pos"),
+    "record_index": ("khash", "entry_id"),
+    "tracking": ("name",),
 }
 
 
@@ -58,13 +62,28 @@ def create_projections(db: Database) -> None:
         pk=("run", "entry"),
         if_not_exists=True,
     )
-    db.table("record_index").create(
-        {"entity": str, "key": str, "run": str, "entry": int, "pos": int, "hash": str},
-        pk=PROJECTIONS["record_index"],
-        if_not_exists=True,
+    # history() joins the record index to its entries by the EntryPlanned seq.
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS entries_planned_seq ON entries (planned_seq)")
+    # Key hash -> planned entries, filled lazily (journal/index.py): one compact B-tree, so
+    # history(key) is one probe on millions of records and appends never pay for it.
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS record_index (khash INTEGER NOT NULL, entry_id INTEGER NOT NULL,"
+        " PRIMARY KEY (khash, entry_id)) WITHOUT ROWID"
     )
-    # history(key) must stay in milliseconds on millions of indexed records.
-    db.table("record_index").create_index(["key", "entity"], if_not_exists=True)
+    # How far lazily built projections have caught up with the log (event seq).
+    db.table("tracking").create({"name": str, "seq": int}, pk="name", not_null={"seq"}, if_not_exists=True)
+    db.execute("INSERT OR IGNORE INTO tracking (name, seq) VALUES ('record_index', 0)")
+
+
+def projections_version(db: Database) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = 'projections_version'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_projections_version(db: Database) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('projections_version', ?)", [PROJECTIONS_VERSION]
+    )
 
 
 def drop_projections(db: Database) -> None:

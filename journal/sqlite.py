@@ -1,5 +1,6 @@
 """The SQLite journal: one file, WAL, an append-only hash-chained `events` table and
-projection tables kept in step with it inside the same transactions."""
+projection tables kept in step with it inside the same transactions, except the record
+index, which readers catch up lazily from the log (journal/index.py)."""
 from __future__ import annotations
 
 import sqlite3
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 from sqlite_utils import Database
 
-from . import queries, rules, schema
+from . import index, queries, rules, schema
 from .chain import GENESIS, link
 from .errors import JournalIntegrityError, JournalStorageError, UnknownEntry
 from .events import AnyEvent, EntryApplied, EntryPlanned, decode, encode, type_name
@@ -56,14 +57,18 @@ class SqliteJournal:
         except sqlite3.Error as exc:
             raise JournalStorageError(f"cannot open journal {path}: {exc}") from exc
         self._db = Database(self._conn, recursive_triggers=False, execute_plugins=False)
-        with self._writing():
+        with self._writing() as conn:
             schema.create_event_log(self._db)
-            schema.create_projections(self._db)
-        self._check_version()
+            self._check_version(conn)
+            if schema.projections_version(self._db) == schema.PROJECTIONS_VERSION:
+                schema.create_projections(self._db)
+            else:
+                # Built by another layout (or never): derived data, so rebuilt from the log.
+                self._rebuild(conn)
+                schema.set_projections_version(self._db)
 
-    def _check_version(self) -> None:
-        with self._reading() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row[0] != schema.SCHEMA_VERSION:
             raise JournalStorageError(
                 f"journal {self.path} has schema version {row[0]}; this code knows {schema.SCHEMA_VERSION}"
@@ -121,12 +126,33 @@ class SqliteJournal:
         return (0, GENESIS) if row is None else (row[0], bytes.fromhex(row[1]))
 
     def rebuild_projections(self) -> None:
-        """Drop the projection tables and replay every event into fresh ones."""
+        """Drop the projection tables and replay every event into fresh ones, the record
+        index included (caught up to the end of the log)."""
         with self._writing() as conn:
-            schema.drop_projections(self._db)
-            schema.create_projections(self._db)
-            rows = conn.execute("SELECT seq, body FROM events ORDER BY seq")
-            replay(conn, ((seq, _decode(seq, body)) for seq, body in rows))
+            self._rebuild(conn)
+
+    def _rebuild(self, conn: sqlite3.Connection) -> None:
+        schema.drop_projections(self._db)
+        schema.create_projections(self._db)
+        rows = conn.execute("SELECT seq, body FROM events ORDER BY seq")
+        replay(conn, ((seq, _decode(seq, body)) for seq, body in rows))
+        while not index.catch_up_chunk(conn):
+            pass
+
+    def _catch_up_index(self) -> None:
+        """Index the entries planned since the last catch-up (a no-op read when none were).
+
+        One transaction per chunk of rows, each advancing the tracking row with the rows it
+        adds, so appends from other threads get the lock in between. Not fsynced: the index
+        is derived, and a lost chunk is simply indexed again by the next catch-up.
+        """
+        with self._reading() as conn:
+            if not index.behind(conn):
+                return
+        done = False
+        while not done:
+            with self._writing(durable=False) as conn:
+                done = index.catch_up_chunk(conn)
 
     # -- the log ------------------------------------------------------------------------
 
@@ -202,16 +228,25 @@ class SqliteJournal:
 
     def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:
         """Every planned operation on the record `key`, oldest first."""
+        self._catch_up_index()
         with self._reading() as conn:
             return queries.history(conn, key, entity)
 
     def projection_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every projection table's rows, the record index caught up first."""
+        self._catch_up_index()
         with self._reading() as conn:
             return queries.snapshot(conn, schema.PROJECTIONS.items())
 
     # -- integrity ------------------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
+        # The index is compared up to the seq it tracks; an event it cannot index (a body
+        # that no longer decodes) stops the catch-up there, and the walk reports it.
+        try:
+            self._catch_up_index()
+        except JournalIntegrityError:
+            pass
         # Runs on its own connection and snapshot: appends from other threads go on meanwhile.
         try:
             return verify_sqlite(self.path)

@@ -1,4 +1,5 @@
-"""verify: walk the chain, then prove the projections are what the events say they are.
+"""verify: walk the chain, then prove the projections are what the events say they are
+(the lazily built record index up to the seq its tracking row names).
 
 Runs on a private connection whose main database is a scratch file holding freshly rebuilt
 projections, with the live journal attached as `live`: one read snapshot covers both the
@@ -13,6 +14,7 @@ from pathlib import Path
 import msgspec
 from sqlite_utils import Database
 
+from . import index
 from .chain import GENESIS, link
 from .events import AnyEvent, decode, type_name
 from .projections import project
@@ -110,6 +112,13 @@ def _verify(scratch: sqlite3.Connection, live: Path) -> VerifyReport:
     walk = _Walk(scratch)
     for row in scratch.execute("SELECT seq, at, run, type, body, hash FROM live.events ORDER BY seq"):
         walk.step(*row)
+    # The live record index is built lazily: rebuild it up to the seq it says it covers,
+    # read in the same snapshot as the walk.
+    upto = index.tracked(scratch, "live")
+    planned = scratch.execute(
+        "SELECT seq, body FROM live.events WHERE type = 'EntryPlanned' AND seq <= ? ORDER BY seq", (upto,)
+    )
+    index.build(scratch, planned, upto)
     problems = walk.problems + _compare(scratch)
     scratch.execute("ROLLBACK")  # the scratch rows have served their purpose
     return VerifyReport(ok=not problems, events=walk.count, problems=problems)

@@ -294,7 +294,7 @@ def runs(ctx: click.Context, as_json: bool) -> None:
                                            "Updated", "Skipped", "Failed", "Started", "Finished"], [
         (r.run, r.kind, f"{r.source} → {r.target}", r.status, r.counts.get("created", 0),
          r.counts.get("updated", 0), r.counts.get("skipped", 0), r.counts.get("failed", 0),
-         r.started_at, r.finished_at) for r in rows]))
+         render.short_time(r.started_at), render.short_time(r.finished_at)) for r in rows]))
 
 
 def _run_json(r: Any) -> dict[str, Any]:
@@ -370,7 +370,7 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
         return
     out.print(render.simple_table(f"History of {key}", ["At", "Run", "Entity", "Op", "Outcome",
                                                         "Source → target", "Hash"], [
-        (h["at"], h["run_id"], h["entity"], h["op"], h["outcome"],
+        (render.short_time(h["at"]), h["run_id"], h["entity"], h["op"], h["outcome"],
          f"{h['source']} → {h['target']}", h["hash"]) for h in history]))
 
 

@@ -73,6 +73,11 @@ def applied_table(applied: dict[str, Any]) -> Table:
     return table
 
 
+def short_time(iso: str | None) -> str | None:
+    """2026-11-22T00:44:22.363312Z → 2026-11-22 00:44:22 (tables only; JSON keeps the full time)."""
+    return iso[:19].replace("T", " ") if iso else iso
+
+
 def simple_table(title: str | None, headers: list[str], rows: Iterable[Iterable[Any]]) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
     for h in headers:

@@ -385,6 +385,74 @@ class JournalContract:
         assert all(r.outcome == "pending" for r in rows)
         assert journal.run(RUN_A).entries == 50
 
+    def test_history_after_many_appends_without_any_catch_up(self, journal, story):
+        # Planned one entry per append, as the planner does; nothing reads in between.
+        journal.append([story.start(RUN_A)])
+        for n in range(1, 201):
+            journal.append([story.entry(RUN_A, n, "videos", [f"k{n}-{i}" for i in range(25)])])
+        journal.append([story.seal(RUN_A, 200)])
+        for n, i in ((1, 0), (77, 13), (200, 24)):
+            (row,) = journal.history(f"k{n}-{i}")
+            assert (row.run, row.entry, row.key, row.outcome) == (RUN_A, n, f"k{n}-{i}", "pending")
+            assert row.hash == journal.planned(RUN_A, n).hashes[i]
+        assert journal.history("k201-0") == []
+
+    def test_history_sees_what_was_appended_after_an_earlier_history(self, journal, story):
+        journal.append(story.plan(RUN_A, [("videos", ["v1", "v2"])]))
+        assert [r.run for r in journal.history("v1")] == [RUN_A]
+        assert journal.history("v3") == []
+        journal.append([*story.plan(RUN_B, [("videos", ["v3", "v1"])]), story.apply_started(RUN_B),
+                        story.applied(RUN_B, 1, ["created", "updated"])])
+        assert [(r.run, r.outcome) for r in journal.history("v1")] == [(RUN_A, "pending"), (RUN_B, "updated")]
+        assert [(r.run, r.outcome) for r in journal.history("v3")] == [(RUN_B, "created")]
+        # Outcomes recorded after the index caught up show at once.
+        journal.append([story.apply_started(RUN_A), story.applied(RUN_A, 1, ["skipped", "created"])])
+        assert [r.outcome for r in journal.history("v1")] == ["skipped", "updated"]
+
+    def test_a_key_in_two_entries_of_one_run_and_in_another_run(self, journal, story):
+        journal.append(story.plan(RUN_A, [("videos", ["x", "v1"]), ("devices", ["d1"]),
+                                          ("videos", ["v2", "x", "x"])]))
+        journal.append(story.plan(RUN_B, [("videos", ["x"])], kind="transfer"))
+        journal.append([story.apply_started(RUN_A), story.applied(RUN_A, 3, ["created", "skipped", "failed"])])
+        a1, a3 = journal.planned(RUN_A, 1), journal.planned(RUN_A, 3)
+        rows = journal.history("x")
+        assert [(r.run, r.entry, r.outcome, r.hash, r.kind) for r in rows] == [
+            (RUN_A, 1, "pending", a1.hashes[0], "copy"),
+            (RUN_A, 3, "skipped", a3.hashes[1], "copy"),  # every position of the key, in order
+            (RUN_A, 3, "failed", a3.hashes[2], "copy"),
+            (RUN_B, 1, "pending", journal.planned(RUN_B, 1).hashes[0], "transfer"),
+        ]
+        assert journal.history("x", entity="devices") == []
+        assert [r.entry for r in journal.history("d1", entity="devices")] == [2]
+
+    def test_rebuild_after_the_index_caught_up_equals_live(self, filled, story):
+        assert [r.run for r in filled.history("v1")] == [RUN_A, RUN_B]
+        # A cut-off plan restarted after the index caught up with it.
+        filled.append([story.start("cut"), story.entry("cut", 1, "videos", ["v1", "old"])])
+        assert [r.run for r in filled.history("old")] == ["cut"]
+        filled.append(story.plan("cut", [("videos", ["new"])]))
+        assert filled.history("old") == []
+        assert [r.run for r in filled.history("v1")] == [RUN_A, RUN_B]
+        live = filled.projection_snapshot()
+        histories = {key: filled.history(key) for key in ("v1", "new", "old", "s2")}
+        filled.rebuild_projections()
+        assert filled.projection_snapshot() == live
+        assert {key: filled.history(key) for key in histories} == histories
+        assert filled.verify().ok
+
+    def test_snapshots_agree_whenever_the_index_catches_up(self, tmp_path, story):
+        events = [*realistic(story), story.start("cut"), story.entry("cut", 1, "videos", ["v1"]),
+                  *story.plan("cut", [("videos", ["v9"])])]
+        with self.make_journal(tmp_path / "eager") as eager:
+            for event in events:
+                eager.append([event])
+                eager.history("v1")
+            eager_snapshot = eager.projection_snapshot()
+        with self.make_journal(tmp_path / "lazy") as lazy:
+            lazy.append(events)
+            assert lazy.projection_snapshot() == eager_snapshot
+            assert lazy.verify().ok
+
     # -- resolve_run -----------------------------------------------------------------------------
 
     def test_resolve_run_by_id_or_unique_prefix(self, filled):

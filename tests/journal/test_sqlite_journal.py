@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from journal import JournalError, SqliteJournal, UnsupportedURL, open_journal
+from journal import JournalError, JournalIntegrityError, SqliteJournal, UnsupportedURL, open_journal
+from journal import index, queries
 from journal.events import encode
+from journal.index import khash
 
 
 def _load_contract() -> ModuleType:
@@ -80,6 +82,11 @@ class TestSqliteJournal(JournalContract):
 
 
 @pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.db"
+
+
+@pytest.fixture
 def filled(tmp_path: Path) -> Iterator[SqliteJournal]:
     with open_journal(tmp_path / "journal.db") as journal:
         journal.append(contract.realistic(contract.Story()))
@@ -113,13 +120,73 @@ def test_connection_is_durable_wal(filled):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_history_lookup_uses_the_record_index(filled):
+@pytest.mark.parametrize("entity", [None, "videos"])
+def test_history_lookup_probes_the_record_index(filled, entity):
+    # One probe of the compact index by key hash, then its entries by planned seq.
+    sql, params = queries.HISTORY_SELECT, [khash("v1")]
+    if entity is not None:
+        sql, params = sql + " AND e.entity = ?", [*params, entity]
     raw = sqlite3.connect(filled.path)
-    plan = raw.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM record_index WHERE key = ? AND entity = ?", ("v1", "videos")
-    ).fetchall()
+    plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
     raw.close()
-    assert any("USING INDEX" in row[-1] and "key=?" in row[-1] for row in plan), plan
+    assert any(step.startswith("SEARCH ri USING PRIMARY KEY (khash=?)") for step in plan), plan
+    assert any("entries_planned_seq (planned_seq=?)" in step for step in plan), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
+
+
+def test_record_index_is_compact_and_filled_lazily(filled):
+    def rows() -> list[tuple[Any, ...]]:
+        raw = sqlite3.connect(filled.path)
+        try:
+            return raw.execute("SELECT khash, entry_id FROM record_index ORDER BY khash, entry_id").fetchall()
+        finally:
+            raw.close()
+
+    assert rows() == []  # appends never touch it
+    filled.history("nothing")
+    planned = {r.seq: r.event for r in filled.read() if r.type == "EntryPlanned"}
+    assert rows() == sorted({(khash(key), seq) for seq, event in planned.items() for key in event.keys})
+    assert filled.projection_snapshot()["tracking"] == [("record_index", filled.last_seq())]
+
+
+def test_khash_is_signed_blake2b_64():
+    digest = hashlib.blake2b(b"v1", digest_size=8).digest()
+    assert khash("v1") == int.from_bytes(digest, "big", signed=True)
+    assert -(2**63) <= khash("\u00e9\U0001f600") < 2**63
+
+
+def test_a_hash_collision_within_an_entry_and_across_entries(journal_path, monkeypatch):
+    # Force every key onto one hash: rows collapse to one per entry (INSERT OR IGNORE),
+    # history still tells the keys apart by reading the entries.
+    monkeypatch.setattr(index, "_from_bytes", lambda *args, **kwargs: 7)
+    story = contract.Story()
+    with open_journal(journal_path) as journal:
+        journal.append(story.plan(contract.RUN_A, [("videos", ["a", "b", "a"]), ("videos", ["c"])]))
+        assert [(r.entry, r.key, r.hash) for r in journal.history("a")] == [
+            (1, "a", journal.planned(contract.RUN_A, 1).hashes[0]),
+            (1, "a", journal.planned(contract.RUN_A, 1).hashes[2]),
+        ]
+        assert [(r.entry, r.key) for r in journal.history("c")] == [(2, "c")]
+        assert journal.history("zzz") == []
+        assert journal.projection_snapshot()["record_index"] == [(7, 2), (7, 3)]
+        assert journal.verify().ok
+
+
+def test_an_old_layout_journal_gets_its_projections_rebuilt(journal_path):
+    with open_journal(journal_path) as journal:
+        journal.append(contract.realistic(contract.Story()))
+        live = journal.projection_snapshot()
+    raw = sqlite3.connect(journal_path, isolation_level=None)
+    raw.execute("DROP TABLE record_index")
+    raw.execute("DROP TABLE tracking")
+    raw.execute("CREATE TABLE record_index (entity TEXT, key TEXT, run TEXT, entry INTEGER, pos INTEGER,"
+                " hash TEXT, PRIMARY KEY (run, entry, pos))")
+    raw.execute("DELETE FROM meta WHERE key = 'projections_version'")
+    raw.close()
+    with open_journal(journal_path) as journal:
+        assert journal.projection_snapshot() == live
+        assert [r.outcome for r in journal.history("v1")] == ["skipped", "skipped"]
+        assert journal.verify().ok
 
 
 @pytest.mark.parametrize("url", [
@@ -151,6 +218,7 @@ def test_open_journal_refuses_other_urls(url):
 
 def test_verify_sees_a_hash_rewritten_to_hide_an_edit(filled):
     # Re-hashing the edited event itself moves the break to the next event, never hides it.
+    filled.history("v1")  # the record index catches up on the original bodies
     target = [r for r in filled.read(run=contract.RUN_A) if r.type == "EntryPlanned"][1]
     previous = bytes.fromhex(next(filled.read(after=target.seq - 2)).hash)
     forged = encode(msgspec.structs.replace(target.event, keys=["v1", "v2", "evil"]))
@@ -164,9 +232,45 @@ def test_verify_sees_a_hash_rewritten_to_hide_an_edit(filled):
     assert any(p.startswith("projection record_index differs") for p in report.problems)
 
 
+def test_an_edit_before_the_index_catches_up_still_breaks_the_chain(filled):
+    # The lazy index then agrees with the forged body; the chain is what catches the edit.
+    target = [r for r in filled.read(run=contract.RUN_A) if r.type == "EntryPlanned"][1]
+    forged = encode(msgspec.structs.replace(target.event, keys=["v1", "v2", "evil"]))
+    with unguarded(filled) as conn:
+        conn.execute("UPDATE events SET body = ? WHERE seq = ?", (forged, target.seq))
+    report = filled.verify()
+    assert not report.ok and contract.names_seq(report.problems, target.seq)
+    assert [r.key for r in filled.history("evil")] == ["evil"]
+
+
+def test_an_undecodable_planned_body_is_reported_not_indexed(filled):
+    with unguarded(filled) as conn:
+        conn.execute("UPDATE events SET body = x'c1' WHERE seq = 4")
+    report = filled.verify()  # does not raise: the catch-up stops before seq 4
+    assert not report.ok and contract.names_seq(report.problems, 4)
+    assert not any(p.startswith(("projection record_index", "projection tracking")) for p in report.problems)
+    with pytest.raises(JournalIntegrityError, match="seq 4"):
+        filled.history("v4")
+
+
 def test_verify_sees_columns_that_disagree_with_the_body(filled):
     with unguarded(filled) as conn:
         conn.execute("UPDATE events SET run = 'someone-else' WHERE seq = 5")
     report = filled.verify()
     assert report.problems == ["seq 5: column run is 'someone-else' but the body says "
                                f"'{contract.RUN_A}'"]
+
+
+def test_catch_up_in_small_chunks_gives_the_same_index(journal_path, monkeypatch):
+    story = contract.Story()
+    with open_journal(journal_path) as journal:
+        journal.append(contract.realistic(story))
+        journal.append(story.plan("big", [("videos", [f"b{n}-{i}" for i in range(5)]) for n in range(30)]))
+        monkeypatch.setattr(index, "CHUNK_ROWS", 7)  # many transactions, each advancing the tracker
+        assert [(r.run, r.entry) for r in journal.history("b17-3")] == [("big", 18)]
+        live = journal.projection_snapshot()
+        assert live["tracking"] == [("record_index", journal.last_seq())]
+        monkeypatch.setattr(index, "CHUNK_ROWS", 250_000)
+        journal.rebuild_projections()
+        assert journal.projection_snapshot() == live
+        assert journal.verify().ok
