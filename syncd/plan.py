@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 FILES = "files"  # the entity name of blob-copy entries
 
@@ -73,7 +73,7 @@ class PlannedEntry:
     op: str  # create | update | copy
     columns: list[str]
     keys: list[Any]
-    rows: list[list[Any]]
+    rows: Sequence[Sequence[Any]]
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from .stores.base import Patch, RecordStore, Row
 from .tasks import task_group
 from .transforms import Transformer, is_uri
 
-CHUNK = 2000  # root records per group
-BATCH = 5000  # rows per entry: one target transaction each
+CHUNK = 4000  # root records per group: bounds memory
+BATCH = 20000  # rows per entry: one target transaction each (fewer commits, faster)
 
 
 class PlanSink(Protocol):
@@ -123,8 +123,7 @@ class Planner:
 
     async def _closure(self, selected: dict[str, list[Row]]) -> dict[str, list[Row]]:
         """Every parent the group needs that no earlier group decided, recursively."""
-        present = {name: {_key(self.ctx.schema.entity(name), r) for r in rows}
-                   for name, rows in selected.items()}
+        present = _KeySets(self.ctx.schema, selected)
         deps: dict[str, list[Row]] = {}
         frontier = selected
         while wanted := self._missing_parents(frontier, present):
@@ -132,19 +131,19 @@ class Planner:
             for name, keys in wanted.items():
                 rows = await self.ctx.source.fetch(self.ctx.schema.entity(name), _sorted_keys(keys))
                 self._known.setdefault(name, set()).update(keys)
-                present.setdefault(name, set()).update(keys)
+                present[name].update(keys)
                 deps.setdefault(name, []).extend(rows)
                 frontier[name] = rows
         return deps
 
     def _missing_parents(self, frontier: dict[str, list[Row]],
-                         present: dict[str, set[Any]]) -> dict[str, set[Any]]:
+                         present: "_KeySets") -> dict[str, set[Any]]:
         wanted: dict[str, set[Any]] = {}
         for name, rows in frontier.items():
             entity = self.ctx.schema.entity(name)
             refs = [r for r in entity.references if (name, r.field) not in self._selected_by]
             for ref, values in zip(refs, reference_values(entity, rows, refs)):
-                have, known = present.get(ref.target, set()), self._known.get(ref.target, set())
+                have, known = present[ref.target], self._known.get(ref.target, set())
                 missing = {v for v in values if v is not None and v not in have and v not in known}
                 if missing:
                     wanted.setdefault(ref.target, set()).update(missing)
@@ -248,10 +247,9 @@ class Planner:
             rows = [transformer.apply(entity, r) for r in rows]
         rows = order_self_references(entity, rows)
         self._note(entity, rows, "create")
-        columns = list(entity.columns)
+        columns, at = list(entity.columns), entity.index(entity.key)
         for batch in _batches(rows, BATCH):
-            await self.sink.add(PlannedEntry(entity.name, "create", columns,
-                                             [_key(entity, r) for r in batch], [list(r) for r in batch]))
+            await self.sink.add(PlannedEntry(entity.name, "create", columns, [r[at] for r in batch], batch))
         for batch in _batches(diff.updates, BATCH):
             await self.sink.add(PlannedEntry(entity.name, "update", ["key", "fields"],
                                              [k for k, _ in batch], [[k, f] for k, f in batch]))
@@ -263,6 +261,20 @@ class Planner:
     def _note_file(self, src: str, action: str, note: str) -> None:
         if self.actions is not None:
             self.actions.append(RecordAction(FILES, src, action, note))
+
+
+class _KeySets(dict[str, set[Any]]):
+    """Keys of the group's records per entity, computed only for entities someone asks about."""
+
+    def __init__(self, schema: Schema, selected: dict[str, list[Row]]) -> None:
+        super().__init__()
+        self._schema, self._selected = schema, selected
+
+    def __missing__(self, name: str) -> set[Any]:
+        entity = self._schema.entity(name)
+        at = entity.index(entity.key)
+        self[name] = keys = {r[at] for r in self._selected.get(name, ())}
+        return keys
 
 
 def reference_values(entity: Entity, rows: list[Row], refs: Sequence[Reference]) -> list[list[Any]]:

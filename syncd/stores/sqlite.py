@@ -106,13 +106,19 @@ class SqliteStore:
         return {r[0] for r in self._conn.execute(sql, [_json.encode(keys)])}
 
     def _create(self, entity: Entity, columns: list[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
-        key_at = columns.index(entity.key)
         sql = (f"INSERT INTO {quote(entity.name)} ({_cols(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))})")
+        try:  # the planner saw these keys absent: usually every row is new
+            with self._transaction():
+                self._conn.executemany(sql, rows)
+                failpoints.hit("store.before-commit")
+            return [True] * len(rows)
+        except sqlite3.IntegrityError:
+            pass  # some exist now (a retried entry, a concurrent writer): check them one by one
+        key_at = columns.index(entity.key)
         with self._transaction():
             present = self._existing(entity, [r[key_at] for r in rows])
-            fresh = [r for r in rows if r[key_at] not in present]
-            self._conn.executemany(sql, fresh)
+            self._conn.executemany(sql, [r for r in rows if r[key_at] not in present])
             failpoints.hit("store.before-commit")
         return [r[key_at] not in present for r in rows]
 
