@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -49,7 +48,10 @@ class LocalBlobStore:
 
     def _copy(self, source: Path, target: Path, expected_size: int | None) -> BlobCopy:
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.syncd-{uuid.uuid4().hex[:8]}")
+        # A fixed name: a copy killed mid-way leaves a temp file that the retried copy of the
+        # same target (resume) overwrites and then renames away. Never two copies at once of
+        # one target: a run lists each target once.
+        temp = target.with_name(f".{target.name}.syncd-tmp")
         try:
             written = _stream(source, temp)
             if expected_size is not None and written.size != expected_size:

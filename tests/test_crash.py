@@ -1,0 +1,301 @@
+"""Invariant 2 (DESIGN §3): exactly-once effect.
+
+A real `syncd transfer` process is killed (SIGKILL, by a failpoint or from outside, or stopped
+by SIGTERM), then resumed; the target must equal an uninterrupted run on a world built from the
+same seed: same rows, same files, no temp files left, an intact journal.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import world as world_module
+from conftest import SYNCD, Result, files, run, run_process, snapshot
+from syncd import failpoints
+
+TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes", "--json")
+SEED = 7
+SWEEP_VIDEOS = 30
+SIGNAL_VIDEOS = 150
+
+# (point, N): kill at the Nth hit; "last" is a clean run's last hit, "past" one more than that
+# (the point is never reached that often, so the run must complete untouched).
+SWEEP: list[tuple[str, int | str]] = [
+    *(("plan.after-append", n) for n in (1, "last", "past")),
+    *(("apply.before-entry", n) for n in (1, 6, "last", "past")),
+    *(("apply.after-effect", n) for n in (*range(1, 9), "last")),  # effect done, outcome lost
+    *(("apply.after-outcome", n) for n in (1, 5, "last")),
+    *(("store.before-commit", n) for n in (1, "last")),
+    *(("file.before-rename", n) for n in (1, 100, "last")),
+    *(("file.after-copy", n) for n in (1, 120, "last")),
+]
+
+
+POINTS = ("plan.after-append", "apply.before-entry", "store.before-commit", "apply.after-effect",
+          "apply.after-outcome", "file.before-rename", "file.after-copy")
+
+
+@dataclass
+class Reference:
+    world: world_module.World
+    snapshot: dict[str, list[tuple]]
+    files: dict[str, str]
+    entries: list[dict[str, Any]]
+    output: dict[str, Any]
+    counted: Counter[str]  # failpoint → hits in the clean run
+
+    def hits(self, point: str) -> int:
+        return self.counted[point]
+
+    def nth(self, point: str, n: int | str) -> int:
+        if n == "last":
+            return self.hits(point)
+        if n == "past":
+            return self.hits(point) + 1
+        assert isinstance(n, int)
+        return n
+
+
+def reference_run(root: Path, videos: int) -> Reference:
+    """An uninterrupted transfer, in-process, counting how often each failpoint is reached."""
+    w = world_module.build_world(root, videos=videos, seed=SEED)
+    counted: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def count(name: str) -> None:
+        with lock:  # file copies run in worker threads
+            counted[name] += 1
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(failpoints, "hit", count)
+        result = run(w, *TRANSFER)
+    assert result.code == 0, result.stderr
+    output = result.json()
+    assert output["status"] == "completed"
+    show = run(w, "show", output["run_id"], "--json").json()
+    assert all(e["state"] == "done" for e in show["entries"])
+    assert set(counted) <= set(POINTS)
+    return Reference(w, snapshot(w), files(w), show["entries"], output, counted)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    ref = reference_run(tmp_path_factory.mktemp("reference") / "w", SWEEP_VIDEOS)
+    # every record entity and the files got written, every point is reached
+    assert [e["entity"] for e in ref.entries][0] == "files"
+    assert {e["entity"] for e in ref.entries} == {
+        "files", "collectors", "devices", "locations", "vendors", "videos", "annotation_runs",
+        "segmentations", "video_steps"}
+    n_files = sum(e["records"] for e in ref.entries if e["entity"] == "files")
+    assert n_files == len(ref.files) > 100
+    for point in ("apply.before-entry", "apply.after-effect", "apply.after-outcome"):
+        assert ref.hits(point) == len(ref.entries), point
+    assert ref.hits("file.after-copy") == ref.hits("file.before-rename") == n_files
+    assert ref.hits("store.before-commit") >= len(ref.entries) - 1
+    assert ref.hits("plan.after-append") >= 1
+    return ref
+
+
+@pytest.fixture(scope="module")
+def big_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return reference_run(tmp_path_factory.mktemp("big-reference") / "w", SIGNAL_VIDEOS)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def runs_of(w: world_module.World) -> list[dict[str, Any]]:
+    result = run(w, "runs", "--json")
+    assert result.code == 0, result.stderr
+    return result.json()
+
+
+def temp_files(w: world_module.World) -> list[str]:
+    return sorted(p.relative_to(w.dev_files).as_posix()
+                  for p in w.dev_files.rglob(".*.syncd-*"))
+
+
+def event_count(w: world_module.World) -> int:
+    result = run(w, "log", "--json")
+    assert result.code == 0, result.stderr
+    return len(result.stdout.splitlines())
+
+
+def resume_and_check(w: world_module.World, ref: Reference, initial: dict[str, list[tuple]]) -> str:
+    """Resume the world's one run (or transfer again if none is journaled) and compare.
+
+    `initial` is the target's snapshot before the killed run.
+    """
+    found = runs_of(w)
+    assert len(found) <= 1, found
+    if not found:  # died before RunStarted was durable: nothing journaled, nothing written
+        assert files(w) == {}
+        assert snapshot(w) == initial
+        result = run_process(w, *TRANSFER)
+        assert result.code == 0, result.stderr
+        found = runs_of(w)
+    run_id = found[0]["run_id"]
+    resumed = run_process(w, "resume", run_id, "--yes", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["status"] == "completed"
+    assert_same_as_reference(w, ref, run_id)
+
+    # resuming a completed run is a no-op: exit 0, no new events, target unchanged
+    events = event_count(w)
+    again = run(w, "resume", run_id, "--yes")
+    assert again.code == 0, again.stderr
+    assert "already completed" in again.stderr
+    assert event_count(w) == events
+    assert_same_as_reference(w, ref, run_id)
+    return run_id
+
+
+def assert_same_as_reference(w: world_module.World, ref: Reference, run_id: str) -> None:
+    assert temp_files(w) == []
+    assert files(w) == ref.files
+    got = snapshot(w)
+    for table, rows in ref.snapshot.items():
+        assert got[table] == rows, f"{table}: {len(got[table])} rows, reference {len(rows)}"
+    assert got == ref.snapshot
+    show = run(w, "show", run_id, "--json").json()
+    assert show["status"] == "completed"
+    assert [(e["entity"], e["op"], e["records"], e["state"]) for e in show["entries"]] == \
+        [(e["entity"], e["op"], e["records"], "done") for e in ref.entries]
+    # nothing created twice: per entry, created + skipped covers each planned record once
+    for e in show["entries"]:
+        assert e["created"] + e["skipped"] == e["records"] and e["failed"] == 0, e
+    assert show["applied"]["files"]["copied"] + show["applied"]["files"]["skipped"] == \
+        ref.hits("file.after-copy")
+    verify = run(w, "journal", "verify")
+    assert verify.code == 0, verify.stdout + verify.stderr
+    assert runs_of(w)[0]["status"] == "completed"
+
+
+# -- failpoint sweep -----------------------------------------------------------------------------
+
+def test_sweep_kills_at_twenty_distinct_points_or_more(reference: Reference) -> None:
+    killing = {(point, reference.nth(point, n)) for point, n in SWEEP
+               if reference.nth(point, n) <= reference.hits(point)}
+    assert len(killing) >= 20, sorted(killing)
+    assert {point for point, _ in killing} == set(POINTS)
+
+
+@pytest.mark.parametrize(("point", "n"), SWEEP, ids=[f"{p}:{n}" for p, n in SWEEP])
+def test_sigkill_at_failpoint_then_resume_equals_uninterrupted_run(
+        tmp_path: Path, reference: Reference, point: str, n: int | str) -> None:
+    n = reference.nth(point, n)
+    w = world_module.build_world(tmp_path / "w", videos=SWEEP_VIDEOS, seed=SEED)
+    initial = snapshot(w)
+    killed = run_process(w, *TRANSFER, env={"SYNCD_FAILPOINT": f"{point}:{n}"})
+    if n <= reference.hits(point):
+        assert killed.code == -signal.SIGKILL, (killed.code, killed.stderr)
+        assert killed.stdout == ""  # died before printing its result
+        assert runs_of(w)[0]["status"] != "completed"
+    else:  # the point is not reached that often: the run completes untouched
+        assert killed.code == 0, killed.stderr
+        assert killed.json()["status"] == "completed"
+    run_id = resume_and_check(w, reference, initial)
+    if point.startswith("apply.") and n <= reference.hits(point):
+        # entry n was in flight when the process died
+        entries = run(w, "show", run_id, "--json").json()["entries"]
+        for e, clean in zip(entries, reference.entries, strict=True):
+            if e["entry"] == n and point == "apply.after-effect":
+                # its effect landed, its outcome was lost: redoing it finds everything there
+                assert (e["created"], e["skipped"]) == (0, e["records"]), e
+            else:  # applied once, by one attempt or the other: a clean run's outcome
+                assert (e["created"], e["skipped"]) == (clean["created"], clean["skipped"]), e
+
+
+def test_failpoint_before_commit_leaves_no_partial_entry(tmp_path: Path,
+                                                         reference: Reference) -> None:
+    """Killed inside the target transaction of entry 2 (collectors): it rolls back entirely."""
+    w = world_module.build_world(tmp_path / "w", videos=SWEEP_VIDEOS, seed=SEED)
+    before = initial = snapshot(w)
+    killed = run_process(w, *TRANSFER, env={"SYNCD_FAILPOINT": "store.before-commit:2"})
+    assert killed.code == -signal.SIGKILL
+    after = snapshot(w)
+    # entry 2 (collectors) committed, entry 3 (devices) died with its transaction open
+    assert len(after["collectors"]) == len(before["collectors"]) + 2
+    assert after["devices"] == before["devices"]
+    assert after["videos"] == []
+    entries = run(w, "show", runs_of(w)[0]["run_id"], "--json").json()["entries"]
+    assert [e["state"] for e in entries] == ["done", "done"] + ["pending"] * 7
+    resume_and_check(w, reference, initial)
+
+
+# -- real signals from outside ------------------------------------------------------------------
+
+def start_transfer(w: world_module.World) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(SYNCD), "--config", str(w.config), *TRANSFER],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SYNCD_FAILPOINT": ""})
+
+
+def wait_for_status(w: world_module.World, proc: subprocess.Popen[str], status: str,
+                    timeout: float = 30) -> bool:
+    """Poll the journal until the run reaches `status`; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if w.root.joinpath("journal.db").exists():
+            found = runs_of(w)
+            if found and found[0]["status"] == status:
+                return True
+        time.sleep(0.005)
+    raise AssertionError(f"run never reached {status!r}")
+
+
+def finish(proc: subprocess.Popen[str]) -> Result:
+    stdout, stderr = proc.communicate(timeout=60)
+    return Result(proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("when", ["after-0.3s", "while-applying"])
+def test_external_sigkill_then_resume_equals_uninterrupted_run(
+        tmp_path: Path, big_reference: Reference, when: str) -> None:
+    w = world_module.build_world(tmp_path / "w", videos=SIGNAL_VIDEOS, seed=SEED)
+    initial = snapshot(w)
+    proc = start_transfer(w)
+    if when == "after-0.3s":
+        time.sleep(0.3)
+    else:
+        wait_for_status(w, proc, "applying")
+    proc.send_signal(signal.SIGKILL)
+    result = finish(proc)
+    assert result.code in (-signal.SIGKILL, 0), result.stderr
+    resume_and_check(w, big_reference, initial)
+
+
+def test_sigterm_while_applying_interrupts_then_resume_equals_uninterrupted_run(
+        tmp_path: Path, big_reference: Reference) -> None:
+    w = world_module.build_world(tmp_path / "w", videos=SIGNAL_VIDEOS, seed=SEED)
+    initial = snapshot(w)
+    proc = start_transfer(w)
+    applying = wait_for_status(w, proc, "applying")
+    proc.send_signal(signal.SIGTERM)
+    result = finish(proc)
+    if not applying or result.code == 0:  # finished before the signal arrived
+        assert result.code == 0, result.stderr
+        assert result.json()["status"] == "completed"
+    else:
+        assert result.code == 143, result.stderr
+        assert result.json()["status"] == "interrupted"
+        assert "Traceback" not in result.stderr
+        assert "syncd resume" in result.stderr
+        found = runs_of(w)
+        assert found[0]["status"] == "interrupted"
+        entries = run(w, "show", found[0]["run_id"], "--json").json()["entries"]
+        # the in-flight entry finished; nothing is half-applied, something is left
+        assert {e["state"] for e in entries} <= {"done", "pending"}
+        assert any(e["state"] == "pending" for e in entries)
+        assert temp_files(w) == []
+    resume_and_check(w, big_reference, initial)
