@@ -1,6 +1,7 @@
 """Where syncd meets its journal: plans go in as entries, outcomes as events.
 
-Entries are appended in groups (group commit): one durable transaction per GROUP entries.
+Entries are appended in groups (group commit): one durable transaction per GROUP_RECORDS
+records or so.
 That is safe because nothing is applied before the plan is sealed, and the seal is appended
 only after every entry is durable. Hashing, compressing and appending run in a writer task
 (worker threads) so the planner goes on reading the source meanwhile.
@@ -19,7 +20,7 @@ from .clock import now
 from .payload import pack_rows, row_hash
 from .plan import PlannedEntry, PlanRequest, PlanSummary
 
-GROUP = 8  # entries per durable append
+GROUP_RECORDS = 20_000  # records per durable append: few fsyncs, bounded memory
 QUEUE = 4  # planned entries waiting for the writer: bounds memory
 
 
@@ -47,6 +48,7 @@ class JournalSink:
             run=run_id, at=now(), kind=request.kind, source=request.source,
             target=request.target, options=request.options())]
         self._started = False
+        self._pending_records = 0
         self._send, self._receive = anyio.create_memory_object_stream[PlannedEntry](QUEUE)
 
     async def add(self, entry: PlannedEntry) -> None:
@@ -61,7 +63,8 @@ class JournalSink:
                 self.entries += 1
                 event = await anyio.to_thread.run_sync(planned_event, self.run_id, self.entries, entry)
                 self._pending.append(event)
-                if len(self._pending) >= GROUP:
+                self._pending_records += len(event.keys)
+                if self._pending_records >= GROUP_RECORDS:
                     await self._flush()
 
     async def seal(self, summary: PlanSummary) -> None:
@@ -76,7 +79,7 @@ class JournalSink:
             await self._append([RunFinished(run=self.run_id, at=now(), status=status, error=error)])
 
     async def _flush(self) -> None:
-        events, self._pending = self._pending, []
+        events, self._pending, self._pending_records = self._pending, [], 0
         if events:
             await self._append(events)
             self._started = True

@@ -159,7 +159,6 @@ def _connect(name: str, path: Path, readonly: bool) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: key-index pages stay hot, memory stays flat
         if not readonly:
             conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
