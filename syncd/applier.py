@@ -10,6 +10,7 @@ for what is not done, so its cost follows what is left.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
@@ -23,9 +24,9 @@ from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 from . import blobs, failpoints
 from .clock import now
 from .errors import PermanentError, RunStateError, StoreError, TransientError
-from .payload import unpack_rows
+from .payload import row_hash, unpack_rows
 from .plan import FILES
-from .schema import Schema
+from .schema import Entity, Schema
 from .stores.base import RecordStore
 from .tasks import task_group
 
@@ -62,6 +63,7 @@ class Applier:
         self.stopping = stopping
         self.progress = progress or Progress()
         self.file_workers = file_workers
+        self._resuming = False
 
     async def run(self) -> ApplyResult:
         run = self.journal.run(self.run_id)
@@ -70,6 +72,7 @@ class Applier:
         if run.status == "completed":
             raise RunStateError(f"run {self.run_id} is already completed")
         todo = list(self.journal.entries(self.run_id, states=("pending", "failed")))
+        self._resuming = run.attempts > 0  # an earlier attempt may have written pending entries
         self.progress.on_start(sum(e.records for e in todo))
         await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
         result = ApplyResult("completed")
@@ -124,7 +127,7 @@ class Applier:
             try:
                 if entry.op == "create":
                     flags = await self.target.create(entity, entry.columns, rows)
-                    outcomes = ["created" if f else "skipped" for f in flags]
+                    outcomes = await self._create_outcomes(entity, entry, rows, flags)
                 else:
                     flags = await self.target.update(entity, [(k, f) for k, f in rows])
                     outcomes = ["updated" if f else "skipped" for f in flags]
@@ -137,6 +140,23 @@ class Applier:
             except StoreError as exc:
                 return self._outcome(entry, "failed", None, str(exc), retries)
 
+    async def _create_outcomes(self, entity: Entity, entry: EntryPlanned, rows: list[list[Any]],
+                               flags: list[bool]) -> list[str]:
+        """created / skipped per row. On resume, a row found present that holds exactly the
+        planned content was written by this run's interrupted attempt (the plan saw it
+        absent), so the journal says created, not skipped."""
+        outcomes = ["created" if f else "skipped" for f in flags]
+        if not self._resuming or all(flags):
+            return outcomes
+        key_at = entry.columns.index(entity.key)
+        present = await self.target.fetch(entity, [r[key_at] for r, f in zip(rows, flags) if not f])
+        order = [entity.index(c) for c in entry.columns]
+        written = {row[entity.index(entity.key)]: row_hash([row[i] for i in order]) for row in present}
+        for i, row in enumerate(rows):
+            if not flags[i] and written.get(row[key_at]) == entry.hashes[i]:
+                outcomes[i] = "created"
+        return outcomes
+
     async def _copy_files(self, entry: EntryPlanned, rows: list[list[Any]]) -> EntryApplied:
         outcomes: list[str] = ["failed"] * len(rows)
         errors: list[str] = []
@@ -144,7 +164,8 @@ class Applier:
 
         async def one(i: int, src: str, dst: str, size: int | None) -> None:
             try:
-                outcomes[i] = await anyio.to_thread.run_sync(copy_file, src, dst, size, limiter=limiter)
+                outcomes[i] = await anyio.to_thread.run_sync(copy_file, src, dst, size, self._resuming,
+                                                             limiter=limiter)
             except StoreError as exc:
                 errors.append(str(exc))
 
@@ -164,20 +185,22 @@ class Applier:
         await anyio.to_thread.run_sync(partial(self.journal.append, [event], durable=durable))
 
 
-def copy_file(src: str, dst: str, size: int | None) -> str:
-    """created, or skipped when the target already holds the same bytes (a retried entry)."""
+def copy_file(src: str, dst: str, size: int | None, resuming: bool) -> str:
+    """created, or skipped when the target already holds the same bytes. On resume those
+    bytes were put there by this run's interrupted attempt: created, as for records."""
     source, target = blobs.store_for(src), blobs.store_for(dst)
     if size is not None and target.size(dst) == size and source.sha256(src) == target.sha256(dst):
-        return "skipped"
-    last: Exception | None = None
+        return "created" if resuming else "skipped"
     for attempt in range(RETRIES):
         try:
             target.copy(src, dst, size)
             failpoints.hit("file.after-copy")
             return "created"
         except TransientError as exc:
-            last = exc
-    raise PermanentError(str(last))
+            if attempt == RETRIES - 1:
+                raise PermanentError(str(exc)) from exc
+            time.sleep(BACKOFF * 2 ** attempt * (0.5 + random.random()))  # a worker thread
+    raise AssertionError("unreachable")
 
 
 def dependents(schema: Schema, entity: str) -> set[str]:
