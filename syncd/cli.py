@@ -152,7 +152,9 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
         emit_result(kw["as_json"], request, planned.run_id, status, planned.summary, None)
         return
     assert journal is not None and planned.run_id is not None
-    proceed_or_exit(planned.run_id, kw["yes"], kw["as_json"], request, planned.summary, journal)
+    nothing_to_do = planned.entries == 0  # still applied: the journal records the run as completed
+    proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
+                    planned.summary, journal)
     finish(config, journal, planned.run_id, kw["as_json"])
 
 
@@ -179,10 +181,13 @@ def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: PlanRequest,
                     summary: PlanSummary, journal: SqliteJournal) -> None:
     if yes:
         return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C here declines
     try:
         answer = click.confirm("Proceed?", default=False, err=True)
     except click.Abort:
         answer = False
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if not answer:
         err.print(f"Declined. Run {run_id} stays planned; `syncd resume {run_id}` applies it.")
         emit_result(as_json, request, run_id, "planned", summary, None)
