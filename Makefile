@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/mypy syncd journal
 	$(BIN)/pytest
 
 demo: $(STAMP)

@@ -95,7 +95,7 @@ def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[Hist
     The index knows entries by key hash only: each candidate's EntryPlanned is read for the
     key's positions (none: a hash collision) and the hash at each.
     """
-    sql, params = HISTORY_SELECT, [khash(key)]
+    sql, params = HISTORY_SELECT, list[object]([khash(key)])
     if entity is not None:
         sql, params = sql + " AND e.entity = ?", [*params, entity]
     found = []

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-from functools import wraps
 from typing import Any, Callable
 
 import anyio
@@ -363,7 +362,7 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
     """Every journaled operation on the record KEY, oldest first."""
     journal = ops.journal_for(config_of(ctx, required=False), create=False)
     rows = journal.history(key, entity)
-    history = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
+    history: list[dict[str, Any]] = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
                 "target": h.target, "op": h.op, "outcome": h.outcome, "hash": h.hash,
                 "entity": h.entity, "entry": h.entry, "kind": h.kind} for h in rows]
     if as_json:

@@ -26,7 +26,7 @@ class PlanRequest:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "PlanRequest":
-        known = {k: tuple(v) if isinstance(v, list) else v
+        known: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                  for k, v in options.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

@@ -109,7 +109,7 @@ class Planner:
 
     async def _children(self, entity: Entity, selected: dict[str, list[Row]]) -> list[Row]:
         """The group's children of this entity, by every reference linking them to the tree."""
-        schema, found = self.ctx.schema, {}
+        schema, found = self.ctx.schema, dict[Any, Row]()
         key_at = entity.index(entity.key)
         for ref in schema.link(entity.name, self.ctx.tree):
             parents = selected.get(ref.target)

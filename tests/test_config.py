@@ -117,7 +117,7 @@ def test_unknown_environment(tmp_path: Path) -> None:
 
 
 def test_relative_paths_resolve_against_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path / "conf", '[environments.a]\nrecords = "sqlite:///../data/a.db"\n'
+    write(tmp_path / "conf", '[environments.a]\nrecords = "sqlite:///../data/a.db"\n'
                                     '[environments.b]\nrecords = "sqlite:////abs/b.db"\n')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
