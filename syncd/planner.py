@@ -97,9 +97,9 @@ class Planner:
         diffs: dict[str, _Diff] = {}
         for name in schema.order:
             rows = deps.get(name, []) + selected.get(name, [])
-            self.summary.entity(name).selected += len(selected.get(name, ()))
-            self.summary.entity(name).dependencies += len(deps.get(name, ()))
             if rows:
+                self.summary.entity(name).selected += len(selected.get(name, ()))
+                self.summary.entity(name).dependencies += len(deps.get(name, ()))
                 diffs[name] = await self._diff(schema.entity(name), rows)
         await self._emit_files(diffs)
         for name, diff in diffs.items():
@@ -321,30 +321,38 @@ def changed_fields(entity: Entity, wanted: Row, current: Row | None) -> dict[str
 
 
 def order_self_references(entity: Entity, rows: list[Row]) -> list[Row]:
-    """Rows pointing at other rows of the same batch come after them (parent_id → id)."""
+    """Rows pointing at other rows of the same batch come after them (parent_id → id).
+
+    Iterative (a chain of parents can be longer than Python's recursion limit); a cycle in
+    the data is refused, since no order could satisfy it.
+    """
     refs = [r.field for r in entity.references if r.target == entity.name]
     if not refs or len(rows) < 2:
         return rows
-    by_key = {_key(entity, r): r for r in rows}
+    at = entity.index(entity.key)
+    by_key = {r[at]: r for r in rows}
+    parents = {k: [p for f in refs if (p := field_value(entity, r, f)) in by_key and p != k]
+               for k, r in by_key.items()}
     done: set[Any] = set()
     out: list[Row] = []
-
-    def visit(key: Any, path: tuple[Any, ...]) -> None:
-        if key in done:
-            return
-        if key in path:
-            chain = " → ".join(map(str, (*path[path.index(key):], key)))
-            raise SchemaError(f"{entity.name}: records reference each other in a cycle: {chain}")
-        row = by_key[key]
-        for f in refs:
-            parent = field_value(entity, row, f)
-            if parent in by_key and parent != key:
-                visit(parent, (*path, key))
-        done.add(key)
-        out.append(row)
-
-    for key in by_key:
-        visit(key, ())
+    for start in by_key:
+        if start in done:
+            continue
+        path, on_path = [start], {start}
+        while path:
+            key = path[-1]
+            todo = [p for p in parents[key] if p not in done]
+            if not todo:
+                done.add(key)
+                out.append(by_key[key])
+                path.pop()
+                on_path.discard(key)
+                continue
+            if todo[0] in on_path:
+                chain = " → ".join(map(str, (*path[path.index(todo[0]):], todo[0])))
+                raise SchemaError(f"{entity.name}: records reference each other in a cycle: {chain}")
+            path.append(todo[0])
+            on_path.add(todo[0])
     return out
 
 

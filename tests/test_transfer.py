@@ -134,3 +134,23 @@ def test_verbose_lists_every_record_and_file(world) -> None:
     video = sorted(ids(world.prod_db, "videos"))[0]
     assert video in out.stdout
     assert "create" in out.stdout and "copy" in out.stdout
+
+
+def test_long_parent_chain_and_data_cycle(tmp_path: Path) -> None:
+    from world import build_world
+
+    w = build_world(tmp_path / "w", videos=1, files=False)
+    for db in (w.prod_db, w.dev_db):
+        _edit(db, "CREATE TABLE folders (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES folders(id))")
+    depth = 3000  # deeper than Python's recursion limit
+    with sqlite3.connect(w.prod_db) as conn:  # folder i's parent is i + 1: children sort first
+        conn.executemany("INSERT INTO folders VALUES (?, ?)",
+                         [(i, i + 1 if i < depth else None) for i in range(1, depth + 1)])
+    out = run(w, "copy", "-s", "prod", "-t", "dev", "--entity", "folders", "--yes", "--json")
+    assert out.code == 0, out.stderr
+    assert rows(w.dev_db, "SELECT count(*) FROM folders") == [(depth,)]
+    with sqlite3.connect(w.prod_db) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.executemany("INSERT INTO folders VALUES (?, ?)", [(10001, 10002), (10002, 10001)])
+    cyc = run(w, "copy", "-s", "prod", "-t", "dev", "--entity", "folders", "-f", "id:gt:10000", "--yes")
+    assert cyc.code == 2 and "cycle" in cyc.stderr and len(cyc.stderr.strip().splitlines()) == 1
