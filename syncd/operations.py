@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from journal import SqliteJournal, open_journal
 
@@ -18,7 +18,7 @@ from .config import Config, sqlite_path
 from .errors import InputError, Interrupted, RunStateError, SchemaError
 from .filters import parse_filters
 from .journaling import JournalSink, NullSink
-from .plan import PlanRequest, PlanSummary, RecordAction
+from .plan import APPLIED_KEYS, FILES, PlanRequest, PlanSummary, RecordAction
 from .planner import PlanContext, Planner, involved_entities
 from .schema import Schema, build_schema
 from .tasks import task_group
@@ -154,6 +154,21 @@ async def replan(config: Config, journal: SqliteJournal, run_id: str, *,
     request = PlanRequest.from_options(run.options)
     async with connect(config, request) as ctx:
         return await plan(ctx, journal, stopping=stopping, run_id=run_id)
+
+
+def applied_counts(journal: SqliteJournal, run_id: str) -> dict[str, Any]:
+    entities: dict[str, dict[str, int]] = {}
+    files = {"copied": 0, "skipped": 0, "failed": 0}
+    for e in journal.entries(run_id):
+        if e.entity == FILES:
+            files["copied"] += e.created
+            files["skipped"] += e.skipped
+            files["failed"] += e.failed
+            continue
+        c = entities.setdefault(e.entity, dict.fromkeys(APPLIED_KEYS, 0))
+        for k in APPLIED_KEYS:
+            c[k] += getattr(e, k)
+    return {"entities": entities, "files": files}
 
 
 def journal_path(config: Config) -> Path:

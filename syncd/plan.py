@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 FILES = "files"  # the entity name of blob-copy entries
+APPLIED_KEYS = ("created", "updated", "skipped", "failed")  # per-entity outcome counts
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .plan import FILES, PlanSummary, RecordAction
+from .plan import APPLIED_KEYS, FILES, PlanSummary, RecordAction
 from .schema import Schema
 
 def _console(stderr: bool) -> Console:
@@ -21,7 +21,6 @@ def _console(stderr: bool) -> Console:
 out = _console(False)
 err = _console(True)
 
-APPLIED_KEYS = ("created", "updated", "skipped", "failed")
 
 
 def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: bool) -> Table:

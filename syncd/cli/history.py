@@ -1,0 +1,176 @@
+"""Reading the journal: runs, show, audit, log, journal verify/rebuild."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from journal import SqliteJournal
+from journal.events import EntryPlanned
+
+from .. import operations as ops
+from .. import render
+from ..plan import PlanSummary
+from ..render import err, out
+from .app import EXIT_FAILED, cli, config_of
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs(ctx: click.Context, as_json: bool) -> None:
+    """Runs, newest first: id, kind, source → target, status, counts, times."""
+    config = config_of(ctx, required=False)
+    rows = ops.journal_for(config).runs() if ops.journal_path(config).exists() else []
+    if as_json:
+        print(json.dumps([_run_json(r) for r in rows]))
+        return
+    out.print(render.simple_table("Runs", ["Run", "Kind", "Source → target", "Status", "Created",
+                                           "Updated", "Skipped", "Failed", "Started", "Finished"], [
+        (r.run, r.kind, f"{r.source} → {r.target}", r.status, r.counts.get("created", 0),
+         r.counts.get("updated", 0), r.counts.get("skipped", 0), r.counts.get("failed", 0),
+         render.short_time(r.started_at), render.short_time(r.finished_at)) for r in rows]))
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {"run_id": r.run, "kind": r.kind, "source": r.source, "target": r.target,
+            "status": r.status, "options": r.options, "entries": r.entries, "counts": r.counts,
+            "attempts": r.attempts, "started_at": r.started_at, "sealed_at": r.sealed_at,
+            "finished_at": r.finished_at}
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="One line per record")
+@click.pass_context
+def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
+    """The plan of RUN and its progress per entity (per record with -v)."""
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    run_id = journal.resolve_run(run)
+    row = journal.run(run_id)
+    assert row is not None
+    entries = list(journal.entries(run_id))
+    records = list(_records(journal, run_id, entries)) if verbose else None
+    if as_json:
+        data = _run_json(row) | {"plan": row.summary, "applied": ops.applied_counts(journal, run_id),
+                                 "entries": [_entry_json(e) for e in entries]}
+        if records is not None:
+            data["records"] = [dict(zip(("entity", "key", "op", "outcome", "hash"), r)) for r in records]
+        print(json.dumps(data))
+        return
+    out.print(f"Run {run_id}: {row.kind} {row.source} → {row.target}, {row.status}")
+    out.print(render.plan_table(PlanSummary.from_json(row.summary), "Plan", None,
+                                bool(row.options.get("update"))))
+    out.print(render.simple_table("Entries", ["#", "Entity", "Op", "Records", "State", "Created",
+                                              "Updated", "Skipped", "Failed", "Error"], [
+        (e.entry, e.entity, e.op, e.records, e.state, e.created, e.updated, e.skipped, e.failed,
+         e.error) for e in entries]))
+    if records is not None:
+        out.print(render.simple_table("Records", ["Entity", "Key", "Op", "Outcome", "Hash"], records))
+
+
+def _entry_json(e: Any) -> dict[str, Any]:
+    return {k: getattr(e, k) for k in ("entry", "entity", "op", "records", "state", "created",
+                                       "updated", "skipped", "failed", "error", "retries")}
+
+
+def _records(journal: SqliteJournal, run_id: str, entries: list[Any]) -> Any:
+    for e in entries:
+        planned: EntryPlanned = journal.planned(run_id, e.entry)
+        applied = journal.applied(run_id, e.entry)
+        outcomes = applied.outcomes if applied else ["pending"] * len(planned.keys)
+        for key, digest, outcome in zip(planned.keys, planned.hashes, outcomes):
+            yield (planned.entity, key, planned.op, outcome, digest)
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--entity", help="Only this entity")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> None:
+    """Every journaled operation on the record KEY, oldest first."""
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    rows = journal.history(key, entity)
+    history: list[dict[str, Any]] = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
+                "target": h.target, "op": h.op, "outcome": h.outcome, "hash": h.hash,
+                "entity": h.entity, "entry": h.entry, "kind": h.kind} for h in rows]
+    if as_json:
+        print(json.dumps({"key": key, "entity": entity or (rows[0].entity if rows else None),
+                          "history": history}))
+        return
+    if not rows:
+        err.print(f"No journaled operation on {key}.")
+        return
+    out.print(render.simple_table(f"History of {key}", ["At", "Run", "Entity", "Op", "Outcome",
+                                                        "Source → target", "Hash"], [
+        (render.short_time(h["at"]), h["run_id"], h["entity"], h["op"], h["outcome"],
+         f"{h['source']} → {h['target']}", h["hash"]) for h in history]))
+
+
+@cli.command()
+@click.option("--run", "run_text", help="Only this run")
+@click.option("--since", help="Only events at or after this ISO time")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines")
+@click.pass_context
+def log(ctx: click.Context, run_text: str | None, since: str | None, as_json: bool) -> None:
+    """The journal's events, oldest first."""
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    run_id = journal.resolve_run(run_text) if run_text else None
+    for rec in journal.read(run=run_id):
+        if since and rec.at < since:
+            continue
+        line = {"seq": rec.seq, "at": rec.at, "run": rec.run, "type": rec.type,
+                **_event_brief(rec.event)}
+        if as_json:
+            print(json.dumps(line))
+        else:
+            extra = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("seq", "at", "run", "type"))
+            out.print(f"{rec.seq:>6} {rec.at} {rec.run} {rec.type} {extra}")
+
+
+def _event_brief(event: Any) -> dict[str, Any]:
+    """The event without its bulky fields (payload, per-record lists)."""
+    brief = {}
+    for name in event.__struct_fields__:
+        value = getattr(event, name)
+        if name in ("run", "at", "payload", "hashes", "columns"):
+            continue
+        if name in ("keys", "outcomes"):
+            brief["records"] = len(value)
+            if name == "outcomes":
+                brief.update({o: value.count(o) for o in sorted(set(value))})
+            continue
+        brief[name] = value
+    return brief
+
+
+@cli.group("journal")
+def journal_group() -> None:
+    """Check or rebuild the journal."""
+
+
+@journal_group.command("verify")
+@click.pass_context
+def journal_verify(ctx: click.Context) -> None:
+    """Exit 1 on any broken chain or projection mismatch."""
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    report = journal.verify()
+    if report.ok:
+        out.print(f"ok: {report.events} events, hash chain intact, projections match")
+        return
+    for problem in report.problems:
+        err.print(f"[red]{problem}[/]")
+    sys.exit(EXIT_FAILED)
+
+
+@journal_group.command("rebuild")
+@click.pass_context
+def journal_rebuild(ctx: click.Context) -> None:
+    """Drop the projections and rebuild them from the events."""
+    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    journal.rebuild_projections()
+    out.print("projections rebuilt")

@@ -1,0 +1,197 @@
+"""copy, transfer and resume: plan → review → apply, with the journal in between."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any, Callable
+
+import anyio
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from journal import SqliteJournal
+
+from .. import operations as ops
+from .. import render
+from ..applier import Progress as ApplyProgress
+from ..config import Config
+from ..errors import InputError
+from ..plan import APPLIED_KEYS, PlanRequest, PlanSummary
+from ..render import err, out
+from .app import EXIT_FAILED, STOP, cli, config_of
+
+
+def sync_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("-s", "--source", required=True, help="Source environment"),
+        click.option("-t", "--target", required=True, help="Target environment"),
+        click.option("-f", "--filter", "filters", multiple=True, metavar="K:OP:V", help="Filter, repeatable (AND)"),
+        click.option("-l", "--limit", type=int, help="Max root records"),
+        click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on copied records"),
+        click.option("--update", is_flag=True, help="Patch existing records whose fields differ"),
+        click.option("--dry-run", is_flag=True, help="Plan and print; write nothing anywhere"),
+        click.option("--plan-only", is_flag=True, help="Journal the plan and stop; `syncd resume RUN` applies it"),
+        click.option("-y", "--yes", is_flag=True, help="Do not ask before applying"),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout"),
+        click.option("-v", "--verbose", is_flag=True, help="Per-record tables"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@sync_options
+@click.option("--entity", required=True, help="Entity to copy")
+@click.pass_context
+def copy(ctx: click.Context, **kw: Any) -> None:
+    """Copy records and every parent they need (flat: no children, no files)."""
+    run_sync(ctx, "copy", kw)
+
+
+@cli.command()
+@sync_options
+@click.option("--entity", help="Root entity (default: the one entity that declares children)")
+@click.option("--copy-files", is_flag=True, help="Copy referenced files and rewrite their URIs")
+@click.option("--target-bucket", metavar="B", help="GCS bucket for copied gs:// files")
+@click.pass_context
+def transfer(ctx: click.Context, **kw: Any) -> None:
+    """Transfer roots with their children, parents and (optionally) files."""
+    run_sync(ctx, "transfer", kw)
+
+
+def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
+    config = config_of(ctx)
+    request = PlanRequest(kind=kind, source=kw["source"], target=kw["target"], entity=kw["entity"],
+                          filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
+                          copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
+                          update=kw["update"])
+    if kw["dry_run"] and kw["plan_only"]:
+        raise InputError("--dry-run and --plan-only exclude each other")
+    planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"])
+    title = f"{kind.capitalize()} plan: {request.source} → {request.target}"
+    show_plan(planned, title, schema, request, kw["verbose"], kw["as_json"])
+    if kw["dry_run"] or kw["plan_only"]:
+        status = "dry_run" if kw["dry_run"] else "planned"
+        if kw["plan_only"]:
+            err.print(f"Planned run {planned.run_id}; apply it with: syncd resume {planned.run_id}")
+        emit_result(kw["as_json"], request, planned.run_id, status, planned.summary, None)
+        return
+    assert journal is not None and planned.run_id is not None
+    nothing_to_do = planned.entries == 0  # still applied: the journal records the run as completed
+    proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
+                    planned.summary, journal)
+    finish(config, journal, planned.run_id, kw["as_json"])
+
+
+async def _plan(config: Config, request: PlanRequest, dry_run: bool,
+                verbose: bool) -> tuple[ops.Planned, Any, SqliteJournal | None]:
+    async with ops.connect(config, request) as ctx:  # validates everything first
+        journal = None if dry_run else ops.journal_for(config)
+        planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
+        return planned, ctx.schema, journal
+
+
+def show_plan(planned: ops.Planned, title: str, schema: Any, request: PlanRequest,
+              verbose: bool, as_json: bool) -> None:
+    console = err if as_json else out
+    console.print(render.plan_table(planned.summary, title, schema, request.update))
+    if request.copy_files:
+        console.print(render.files_line(planned.summary))
+    if verbose and planned.actions:
+        for table in render.actions_tables(planned.actions):
+            console.print(table)
+
+
+def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: PlanRequest,
+                    summary: PlanSummary, journal: SqliteJournal) -> None:
+    if yes:
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C here declines
+    try:
+        answer = click.confirm("Proceed?", default=False, err=True)
+    except click.Abort:
+        answer = False
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not answer:
+        err.print(f"Declined. Run {run_id} stays planned; `syncd resume {run_id}` applies it.")
+        emit_result(as_json, request, run_id, "planned", summary, None)
+        sys.exit(EXIT_FAILED)
+
+
+def finish(config: Config, journal: SqliteJournal, run_id: str, as_json: bool) -> None:
+    """Apply a sealed run with a progress bar, then print the outcome and exit accordingly."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
+        task = bar.add_task("applying", total=None)
+        progress = ApplyProgress(
+            on_start=lambda total: bar.update(task, total=total),
+            on_entry=lambda entity, n: bar.update(task, advance=n, description=entity))
+        result = anyio.run(lambda: ops.apply(config, journal, run_id, stopping=STOP, progress=progress))
+    run = journal.run(run_id)
+    assert run is not None
+    request = PlanRequest.from_options(run.options)
+    applied = ops.applied_counts(journal, run_id)
+    if not as_json:
+        out.print(render.applied_table(applied))
+    for failure in result.failures:
+        err.print(f"[red]failed:[/] {failure}")
+    emit_result(as_json, request, run_id, result.status, PlanSummary.from_json(run.summary), applied)
+    if result.status == "interrupted":
+        err.print(f"Interrupted. `syncd resume {run_id}` continues where it stopped.")
+        sys.exit(STOP.exit_code())
+    if result.status == "failed":
+        err.print(f"Run {run_id} finished with failures; fix the cause and `syncd resume {run_id}`.")
+        sys.exit(EXIT_FAILED)
+    err.print(f"Run {run_id} completed.")
+
+
+def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status: str,
+                summary: PlanSummary, applied: dict[str, Any] | None) -> None:
+    if not as_json:
+        return
+    plan = summary.to_json()
+    del plan["order"]
+    applied = applied or {"entities": {}, "files": {"copied": 0, "skipped": 0, "failed": 0}}
+    for name in summary.entities:  # every planned entity appears, in dependency order
+        applied["entities"].setdefault(name, dict.fromkeys(APPLIED_KEYS, 0))
+    applied["entities"] = {k: applied["entities"][k] for k in summary.entities} | applied["entities"]
+    print(json.dumps({
+        "run_id": run_id, "kind": request.kind, "source": request.source, "target": request.target,
+        "status": status, "dry_run": status == "dry_run", "plan": plan,
+        "applied": applied,
+    }))
+
+
+@cli.command()
+@click.argument("run")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before applying")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def resume(ctx: click.Context, run: str, yes: bool, as_json: bool) -> None:
+    """Apply what RUN has not applied yet."""
+    config = config_of(ctx)
+    journal = ops.journal_for(config, create=False)
+    run_id = journal.resolve_run(run)
+    row = journal.run(run_id)
+    assert row is not None
+    request = PlanRequest.from_options(row.options)
+    if row.status == "completed":
+        err.print(f"Run {run_id} is already completed; nothing to do.")
+        emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
+                    ops.applied_counts(journal, run_id))
+        return
+    if row.sealed_at is None:
+        err.print(f"Run {run_id} was cut off while planning; planning it again.")
+        anyio.run(lambda: ops.replan(config, journal, run_id, stopping=STOP))
+        row = journal.run(run_id)
+        assert row is not None
+    left = [e for e in journal.entries(run_id, states=("pending", "failed"))]
+    summary = PlanSummary.from_json(row.summary)
+    (err if as_json else out).print(render.plan_table(
+        summary, f"Resume {run_id}: {row.source} → {row.target}", None, request.update))
+    err.print(f"{len(left)} entries ({sum(e.records for e in left)} records) left to apply.")
+    proceed_or_exit(run_id, yes, as_json, request, summary, journal)
+    finish(config, journal, run_id, as_json)
