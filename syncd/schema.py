@@ -9,7 +9,6 @@ validated here, so later stages never meet an unknown field.
 from __future__ import annotations
 
 import heapq
-import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field as dataclass_field
@@ -77,20 +76,6 @@ def set_in(obj: Any, path: Sequence[str], value: Any) -> Any:
     out = dict(obj) if isinstance(obj, Mapping) else {}
     out[path[0]] = set_in(out.get(path[0]), path[1:], value)
     return out
-
-
-def _decoded(value: Any) -> Any:
-    if isinstance(value, (str, bytes)):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None  # not JSON: nothing to reach into
-    return value
-
-
-def _encoded(value: Any) -> str:
-    # compact, like SQLite's own json() output
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
