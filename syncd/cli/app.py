@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from journal import JournalError
+from journal import JournalError, SqliteJournal
 
+from .. import operations as ops
 from ..config import Config, load_config
 from ..errors import InputError, Interrupted, RunStateError, SyncdError
 from ..render import err
@@ -84,3 +85,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 def config_of(ctx: click.Context, *, required: bool = True) -> Config:
     return load_config(ctx.find_root().obj, required=required)
+
+
+def existing_journal(ctx: click.Context) -> SqliteJournal:
+    """The journal for commands that only read it: never creates an empty one."""
+    return ops.journal_for(config_of(ctx, required=False), create=False)

@@ -14,7 +14,7 @@ from .. import operations as ops
 from .. import render
 from ..plan import PlanSummary
 from ..render import err, out
-from .app import EXIT_FAILED, cli, config_of
+from .app import EXIT_FAILED, cli, config_of, existing_journal
 
 
 @cli.command()
@@ -48,7 +48,7 @@ def _run_json(r: Any) -> dict[str, Any]:
 @click.pass_context
 def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     """The plan of RUN and its progress per entity (per record with -v)."""
-    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    journal = existing_journal(ctx)
     run_id = journal.resolve_run(run)
     row = journal.run(run_id)
     assert row is not None
@@ -93,7 +93,7 @@ def _records(journal: SqliteJournal, run_id: str, entries: list[Any]) -> Any:
 @click.pass_context
 def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> None:
     """Every journaled operation on the record KEY, oldest first."""
-    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    journal = existing_journal(ctx)
     rows = journal.history(key, entity)
     history: list[dict[str, Any]] = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
                 "target": h.target, "op": h.op, "outcome": h.outcome, "hash": h.hash,
@@ -118,7 +118,7 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
 @click.pass_context
 def log(ctx: click.Context, run_text: str | None, since: str | None, as_json: bool) -> None:
     """The journal's events, oldest first."""
-    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    journal = existing_journal(ctx)
     run_id = journal.resolve_run(run_text) if run_text else None
     for rec in journal.read(run=run_id):
         if since and rec.at < since:
@@ -157,7 +157,7 @@ def journal_group() -> None:
 @click.pass_context
 def journal_verify(ctx: click.Context) -> None:
     """Exit 1 on any broken chain or projection mismatch."""
-    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    journal = existing_journal(ctx)
     report = journal.verify()
     if report.ok:
         out.print(f"ok: {report.events} events, hash chain intact, projections match")
@@ -171,6 +171,6 @@ def journal_verify(ctx: click.Context) -> None:
 @click.pass_context
 def journal_rebuild(ctx: click.Context) -> None:
     """Drop the projections and rebuild them from the events."""
-    journal = ops.journal_for(config_of(ctx, required=False), create=False)
+    journal = existing_journal(ctx)
     journal.rebuild_projections()
     out.print("projections rebuilt")
