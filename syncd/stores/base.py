@@ -21,9 +21,15 @@ class RecordStore(Protocol):
     async def describe(self) -> list[TableInfo]: ...
 
     async def select_page(
-        self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int
+        self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int,
+        order_by: str | None = None,
     ) -> list[Row]:
-        """Rows matching every filter, key > after, ordered by key, at most `limit`."""
+        """Rows matching every filter, at most `limit`, in keyset order.
+
+        Without `order_by`: ordered by key, `after` is the last key seen (None: from the start).
+        With `order_by` (a column, e.g. an incremental `created_at`): ordered by (column, key),
+        rows whose column is NULL left out, and `after` is the last (column value, key) seen.
+        """
 
     async def select_all(self, entity: Entity, filters: Sequence[Filter]) -> list[Row]:
         """Every row matching the filters, in no particular order (callers bound the size)."""

@@ -16,7 +16,7 @@ import msgspec
 import sqlite_utils
 
 from .. import failpoints
-from ..errors import InputError, PermanentError, TransientError
+from ..errors import InputError, PermanentError, SchemaError, TransientError
 from ..filters import Filter, to_sql
 from ..schema import Entity, TableInfo
 from .base import Patch, Row
@@ -48,14 +48,27 @@ class SqliteStore:
         return await self._run(lambda: describe(sqlite_utils.Database(self._conn)))
 
     async def select_page(
-        self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int
+        self, entity: Entity, filters: Sequence[Filter], after: Any | None, limit: int,
+        order_by: str | None = None,
     ) -> list[Row]:
         where, params = to_sql(filters, entity)
-        if after is not None:
-            where = f"({where}) AND " if where else ""
-            where += f"{quote(entity.key)} > ?"
-            params = [*params, after]
-        sql = self._select(entity, where) + f" ORDER BY {quote(entity.key)} LIMIT ?"
+        clauses = [f"({where})"] if where else []
+        key = quote(entity.key)
+        if order_by is None:
+            order = key
+            if after is not None:
+                clauses.append(f"{key} > ?")
+                params = [*params, after]
+        else:
+            if order_by not in entity.columns:
+                raise SchemaError(f"cannot order {entity.name!r} by {order_by!r}: not a column")
+            column = quote(order_by)
+            order = f"{column}, {key}"
+            clauses.append(f"{column} IS NOT NULL")
+            if after is not None:
+                clauses.append(f"({column} > ? OR ({column} = ? AND {key} > ?))")
+                params = [*params, after[0], after[0], after[1]]
+        sql = self._select(entity, " AND ".join(clauses)) + f" ORDER BY {order} LIMIT ?"
         return await self._run(self._query, sql, [*params, limit])
 
     async def select_all(self, entity: Entity, filters: Sequence[Filter]) -> list[Row]:

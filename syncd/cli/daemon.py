@@ -1,0 +1,2 @@
+"""`syncd daemon` and `syncd jobs` (issue 5)."""
+from __future__ import annotations
