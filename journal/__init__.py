@@ -20,18 +20,19 @@ from .events import (
     EntryApplied,
     EntryPlanned,
     Event,
+    MarkAdvanced,
     PlanSealed,
     RunFinished,
     RunStarted,
 )
-from .rows import EntryRow, HistoryRow, Recorded, RunRow, VerifyReport
+from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .sqlite import SqliteJournal
 from .url import open_journal
 
 __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
     "Event", "HistoryRow", "JournalError", "JournalIntegrityError", "JournalStorageError",
-    "PlanSealed", "Recorded", "RejectedEvent", "RunFinished", "RunRow", "RunStarted",
+    "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",
     "open_journal",
 ]

@@ -55,7 +55,21 @@ class RunFinished(Event, frozen=True):
     error: str | None = None
 
 
-AnyEvent = RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
+class MarkAdvanced(Event, frozen=True):
+    """A named high-water mark moved to what the completed `run` selected last.
+
+    `name` is the owner's (a daemon job); `value` and `key` are the last selected item's
+    position in (column, key) order, so the next selection starts strictly after it.
+    """
+
+    name: str
+    column: str
+    value: Any
+    key: Any
+
+
+AnyEvent = (RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
+            | MarkAdvanced)
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
 _decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)

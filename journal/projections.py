@@ -15,13 +15,15 @@ from typing import Any
 import msgspec
 
 from .events import (
-    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, PlanSealed, RunFinished, RunStarted,
+    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunFinished,
+    RunStarted,
 )
 
 OUTCOMES = ("created", "skipped", "updated", "failed")
 
 # Sorted keys, so that the same options always give the same stored text.
 _json = msgspec.json.Encoder(order="sorted")
+to_json_value = _json.encode
 _msgpack = msgspec.msgpack.Encoder()
 
 
@@ -88,6 +90,15 @@ def _run_finished(conn: sqlite3.Connection, seq: int, ev: RunFinished) -> None:
     )
 
 
+def _mark_advanced(conn: sqlite3.Connection, seq: int, ev: MarkAdvanced) -> None:
+    # JSON keeps the value's type (a number stays a number) through a TEXT column.
+    conn.execute(
+        "INSERT OR REPLACE INTO marks (name, column, value, key, run, at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (ev.name, ev.column, to_json_value(ev.value).decode(), to_json_value(ev.key).decode(),
+         ev.run, ev.at, seq),
+    )
+
+
 _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
     RunStarted: _run_started,
     EntryPlanned: _entry_planned,
@@ -95,6 +106,7 @@ _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
     ApplyStarted: _apply_started,
     EntryApplied: _entry_applied,
     RunFinished: _run_finished,
+    MarkAdvanced: _mark_advanced,
 }
 
 

@@ -6,14 +6,14 @@ open after returning, so callers may interleave appends with paged reads.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from .errors import JournalIntegrityError
 from .index import KeysHashes, keys_hashes_decoder, khash
-from .rows import EntryRow, HistoryRow, RunRow
+from .rows import EntryRow, HistoryRow, MarkRow, RunRow
 
 _RUN_SELECT = """
 SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.sealed_at,
@@ -51,9 +51,30 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
     )
 
 
-def runs(conn: sqlite3.Connection) -> list[RunRow]:
-    rows = conn.execute(_RUN_SELECT + " GROUP BY r.run ORDER BY r.started_seq DESC").fetchall()
+def runs(conn: sqlite3.Connection, option: tuple[str, Any] | None = None,
+         statuses: Sequence[str] | None = None, limit: int | None = None) -> list[RunRow]:
+    if option is None and statuses is None and limit is None:
+        rows = conn.execute(_RUN_SELECT + " GROUP BY r.run ORDER BY r.started_seq DESC").fetchall()
+        return [_run_row(row) for row in rows]
+    # Pick the runs first, then total only their entries: "the latest run of job X" stays
+    # cheap however many runs the journal holds.
+    where, params = ["1"], list[Any]()
+    if option is not None:
+        where.append("json_extract(options, ?) = ?")
+        params += ['$."' + option[0].replace('"', '""') + '"', option[1]]
+    if statuses is not None:
+        where.append(f"status IN ({', '.join('?' * len(statuses))})")
+        params += list(statuses)
+    picked = f"SELECT run FROM runs WHERE {' AND '.join(where)} ORDER BY started_seq DESC LIMIT ?"
+    sql = _RUN_SELECT + f" WHERE r.run IN ({picked}) GROUP BY r.run ORDER BY r.started_seq DESC"
+    rows = conn.execute(sql, (*params, -1 if limit is None else limit)).fetchall()
     return [_run_row(row) for row in rows]
+
+
+def marks(conn: sqlite3.Connection) -> list[MarkRow]:
+    rows = conn.execute("SELECT name, column, value, key, run, at FROM marks ORDER BY name").fetchall()
+    return [MarkRow(name, column, msgspec.json.decode(value), msgspec.json.decode(key), run, at)
+            for name, column, value, key, run, at in rows]
 
 
 def run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:

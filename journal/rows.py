@@ -36,6 +36,17 @@ class RunRow(msgspec.Struct, frozen=True):
     error: str | None = None  # RunFinished.error of the latest finish
 
 
+class MarkRow(msgspec.Struct, frozen=True):
+    """A named high-water mark: the last (value, key) a completed run selected in column order."""
+
+    name: str
+    column: str
+    value: Any
+    key: Any
+    run: str
+    at: str
+
+
 class EntryRow(msgspec.Struct, frozen=True):
     run: str
     entry: int

@@ -8,7 +8,9 @@ from __future__ import annotations
 import sqlite3
 
 from .errors import RejectedEvent
-from .events import AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, PlanSealed, RunStarted, type_name
+from .events import (
+    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunStarted, type_name,
+)
 
 
 def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
@@ -28,6 +30,8 @@ def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
         raise RejectedEvent(f"run {event.run!r} is not sealed; an unsealed plan is never applied")
     elif isinstance(event, EntryApplied):
         _check_applied(conn, event)
+    elif isinstance(event, MarkAdvanced):
+        _check_mark(conn, event)
 
 
 def _check_planned(conn: sqlite3.Connection, event: EntryPlanned, sealed: bool) -> None:
@@ -61,3 +65,12 @@ def _check_applied(conn: sqlite3.Connection, event: EntryApplied) -> None:
         raise RejectedEvent(f"{where} was never planned")
     if len(event.outcomes) != row[0]:
         raise RejectedEvent(f"{where}: {len(event.outcomes)} outcomes for {row[0]} records")
+
+
+def _check_mark(conn: sqlite3.Connection, event: MarkAdvanced) -> None:
+    # A mark says "everything up to here is in the target": only a completed run can say so.
+    status = conn.execute("SELECT status FROM runs WHERE run = ?", (event.run,)).fetchone()[0]
+    if status != "completed":
+        raise RejectedEvent(
+            f"mark {event.name!r} cannot advance with run {event.run!r}: the run is {status}, not completed"
+        )

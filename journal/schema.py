@@ -10,7 +10,7 @@ from sqlite_utils import Database
 SCHEMA_VERSION = "1"
 # The projections' layout: a journal whose projections were built by another layout has them
 # dropped and rebuilt from its events when opened (they are derived data).
-PROJECTIONS_VERSION = "2"
+PROJECTIONS_VERSION = "3"
 APPEND_ONLY = "journal events are append-only"
 
 # Projection table -> its primary key, which is also the order snapshots are taken in.
@@ -19,6 +19,7 @@ PROJECTIONS: dict[str, tuple[str, ...]] = {
     "entries": ("run", "entry"),
     "record_index": ("khash", "entry_id"),
     "tracking": ("name",),
+    "marks": ("name",),
 }
 
 
@@ -69,6 +70,12 @@ def create_projections(db: Database) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS record_index (khash INTEGER NOT NULL, entry_id INTEGER NOT NULL,"
         " PRIMARY KEY (khash, entry_id)) WITHOUT ROWID"
+    )
+    # Named high-water marks (MarkAdvanced): the latest position per name; value and key as JSON.
+    db.table("marks").create(
+        {"name": str, "column": str, "value": str, "key": str, "run": str, "at": str, "seq": int},
+        pk="name",
+        if_not_exists=True,
     )
     # How far lazily built projections have caught up with the log (event seq).
     db.table("tracking").create({"name": str, "seq": int}, pk="name", not_null={"seq"}, if_not_exists=True)

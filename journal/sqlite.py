@@ -20,7 +20,7 @@ from .errors import JournalIntegrityError, JournalStorageError, UnknownEntry
 from .events import AnyEvent, EntryApplied, EntryPlanned, decode, encode, type_name
 from .projections import project, replay
 from .resolve import resolve_run
-from .rows import EntryRow, HistoryRow, Recorded, RunRow, VerifyReport
+from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .verify import verify_sqlite
 
 # Rows per locked read: bounds memory (an entry's payload can be ~100 kB) and lets appends
@@ -189,10 +189,18 @@ class SqliteJournal:
         with self._reading() as conn:
             return resolve_run(text, lambda prefix, n: queries.runs_with_prefix(conn, prefix, n))
 
-    def runs(self) -> list[RunRow]:
-        """Every run, newest first."""
+    def runs(self, *, option: tuple[str, Any] | None = None, statuses: Iterable[str] | None = None,
+             limit: int | None = None) -> list[RunRow]:
+        """Runs, newest first: every one, or those whose RunStarted options hold
+        `option` = (name, value), whose status is one of `statuses`, at most `limit`."""
+        wanted = None if statuses is None else list(statuses)
         with self._reading() as conn:
-            return queries.runs(conn)
+            return queries.runs(conn, option, wanted, limit)
+
+    def marks(self) -> dict[str, MarkRow]:
+        """The latest MarkAdvanced of every name."""
+        with self._reading() as conn:
+            return {mark.name: mark for mark in queries.marks(conn)}
 
     def run(self, run_id: str) -> RunRow | None:
         with self._reading() as conn:

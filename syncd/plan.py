@@ -20,6 +20,12 @@ class PlanRequest:
     copy_files: bool = False
     target_bucket: str | None = None
     update: bool = False
+    # Incremental selection (daemon jobs): roots in (incremental, key) order, strictly after
+    # `after` = (value, key), the job's high-water mark; rows with a NULL column are left out.
+    incremental: str | None = None
+    after: tuple[Any, Any] | None = None
+    job: str | None = None  # the daemon job this run belongs to
+    queued: bool = False  # planned for a running daemon to apply (`--plan-only --queue`)
 
     def options(self) -> dict[str, Any]:
         """What RunStarted records: enough to plan the run again, never a secret."""
@@ -52,20 +58,26 @@ class FileCounts:
 class PlanSummary:
     entities: dict[str, EntityCounts] = field(default_factory=dict)
     files: FileCounts = field(default_factory=FileCounts)
+    # Incremental runs: {"column", "value", "key"} of the last root selected (the highest in
+    # (column, key) order), or None when nothing was selected. The job's mark moves here
+    # once the run completes.
+    mark: dict[str, Any] | None = None
 
     def entity(self, name: str) -> EntityCounts:
         return self.entities.setdefault(name, EntityCounts())
 
     def to_json(self) -> dict[str, Any]:
         # "order" keeps dependency order through the journal's canonical (key-sorted) encoding.
-        return {"entities": {k: asdict(v) for k, v in self.entities.items()},
+        data: dict[str, Any] = {"entities": {k: asdict(v) for k, v in self.entities.items()},
                 "files": asdict(self.files), "order": list(self.entities)}
+        return data | ({"mark": self.mark} if self.mark is not None else {})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PlanSummary":
         entities = data.get("entities", {})
         order = data.get("order") or list(entities)
-        return cls({k: EntityCounts(**entities[k]) for k in order}, FileCounts(**data.get("files", {})))
+        return cls({k: EntityCounts(**entities[k]) for k in order}, FileCounts(**data.get("files", {})),
+                   data.get("mark"))
 
 
 @dataclass

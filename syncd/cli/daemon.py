@@ -1,2 +1,123 @@
-"""`syncd daemon` and `syncd jobs` (issue 5)."""
+"""`syncd daemon` and `syncd jobs`: scheduled jobs (issue 5).
+
+The daemon package needs the `daemon` extra (cronsim, prometheus-client), so it is imported
+inside the commands: the rest of the CLI works without it.
+"""
 from __future__ import annotations
+
+import json
+import sys
+from types import ModuleType
+from typing import Any
+
+import anyio
+import click
+
+from .. import operations as ops
+from .. import render
+from ..errors import InputError
+from ..plan import PlanSummary
+from ..render import err, out
+from .app import EXIT_FAILED, STOP, cli, config_of
+
+
+def _daemon_package() -> ModuleType:
+    try:
+        import syncd.daemon.runner
+    except ImportError as exc:
+        raise InputError(f"the daemon needs the daemon extra: pip install 'syncd[daemon]' ({exc})") from None
+    return syncd.daemon
+
+
+@cli.command()
+@click.option("--once", is_flag=True,
+              help="Resume unfinished runs, run the jobs that are due and the queued runs, then exit")
+@click.option("--status-addr", metavar="HOST:PORT", help="Serve /healthz, /status and /metrics here")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines on stderr as text or as JSON objects")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long the entries in flight may take before their runs "
+                   "are recorded as interrupted")
+@click.pass_context
+def daemon(ctx: click.Context, once: bool, status_addr: str | None, log_format: str, grace: float) -> None:
+    """Run the jobs of syncd.toml on their schedules, and runs queued with --queue."""
+    package = _daemon_package()
+    sys.exit(package.runner.main(config_of(ctx), once=once, status_addr=status_addr,
+                                 log_format=log_format, grace=grace, stopped_before=STOP))
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout")
+@click.pass_context
+def jobs(ctx: click.Context, as_json: bool) -> None:
+    """The jobs of syncd.toml with their last and next runs; `jobs run NAME` runs one now."""
+    if ctx.invoked_subcommand is not None:
+        return
+    package = _daemon_package()
+    config = config_of(ctx)
+    defined = package.jobs.load_jobs(config)
+    journal = ops.journal_for(config) if ops.journal_path(config).exists() else None
+    since = package.schedule.utcnow()
+    views = [package.status.job_view(journal, job, since, _held(package, config, job.name))
+             for job in defined]
+    if as_json:
+        print(json.dumps({"jobs": views}))
+        return
+    out.print(render.simple_table("Jobs", ["Job", "Kind", "Source → target", "Schedule", "Last run",
+                                           "Status", "Last success", "Next due", "Mark"],
+                                  [_job_row(v) for v in views]))
+
+
+def _held(package: ModuleType, config: Any, name: str) -> bool:
+    return bool(package.lock.job_lock(ops.journal_path(config), name).held_elsewhere())
+
+
+def _job_row(view: dict[str, Any]) -> list[Any]:
+    last, success, mark = view["last_run"], view["last_success"], view["mark"]
+    return [view["name"], view["kind"], f"{view['source']} → {view['target']}", view["schedule"],
+            last and last["run_id"], "running" if view["running"] else last and last["status"],
+            success and render.short_time(success["finished_at"]),
+            render.short_time(view["next_due"]) or "now",
+            mark and f"{mark['column']} > {mark['value']}"]
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def run_job(ctx: click.Context, name: str, as_json: bool, log_format: str) -> None:
+    """Run job NAME now: resume its unfinished run if it has one, then run it anew."""
+    package = _daemon_package()
+    config = config_of(ctx)
+    job = package.jobs.find_job(package.jobs.load_jobs(config), name)
+    anyio.run(package.jobs.check_job, config, job)
+    lock = package.lock.job_lock(ops.journal_path(config), name)
+    if not lock.acquire():
+        raise InputError(f"job {name!r} is running in another process (pid {lock.holder()})")
+    with lock, ops.journal_for(config) as journal:
+        log = package.logs.setup(log_format)
+        done = anyio.run(lambda: package.turn.take_turn(
+            config, journal, job, log=log, due=lambda last: True, stopping=STOP))
+        _report(journal, name, done, as_json)
+    statuses = {status for _, status in done}
+    if "interrupted" in statuses:
+        sys.exit(STOP.exit_code())
+    if statuses - {"completed"}:
+        sys.exit(EXIT_FAILED)
+
+
+def _report(journal: Any, name: str, done: list[tuple[str, str]], as_json: bool) -> None:
+    runs = []
+    for run_id, status in done:
+        row = journal.run(run_id)
+        summary = PlanSummary.from_json(row.summary)
+        applied = ops.applied_counts(journal, run_id)
+        runs.append({"run_id": run_id, "status": status, "plan": row.summary, "applied": applied})
+        if not as_json:
+            out.print(render.plan_table(summary, f"Job {name}: run {run_id}", None,
+                                        bool(row.options.get("update"))))
+            out.print(render.applied_table(applied))
+        err.print(f"Run {run_id} {status}.")
+    if as_json:
+        print(json.dumps({"job": name, "runs": runs}))

@@ -31,6 +31,7 @@ from journal import (
     EntryApplied,
     EntryPlanned,
     JournalError,
+    MarkAdvanced,
     PlanSealed,
     Recorded,
     RunFinished,
@@ -93,6 +94,9 @@ class Story:
 
     def finished(self, run: str, status: str, error: str | None = None) -> RunFinished:
         return RunFinished(run=run, at=self.at(), status=status, error=error)
+
+    def mark(self, run: str, name: str, value: Any, key: Any, column: str = "created_at") -> MarkAdvanced:
+        return MarkAdvanced(run=run, at=self.at(), name=name, column=column, value=value, key=key)
 
 
 def realistic(story: Story) -> list[AnyEvent]:
@@ -599,3 +603,46 @@ class JournalContract:
         assert filled.run(RUN_A).counts["created"] == 4
         assert [r.outcome for r in filled.history("v1")] == ["skipped", "skipped"]
         assert filled.verify().ok
+
+    # -- marks and run queries ---------------------------------------------------------------------
+
+    def test_a_mark_advances_with_a_completed_run_and_keeps_its_types(self, filled, story):
+        assert filled.marks() == {}
+        filled.append([story.mark(RUN_A, "nightly", "2026-11-22T10:00:00Z", "v4")])
+        filled.append([story.mark(RUN_A, "counter", 41, 7, column="seq")])
+        marks = filled.marks()
+        assert sorted(marks) == ["counter", "nightly"]
+        assert (marks["nightly"].value, marks["nightly"].key, marks["nightly"].run) == (
+            "2026-11-22T10:00:00Z", "v4", RUN_A)
+        assert (marks["counter"].column, marks["counter"].value, marks["counter"].key) == ("seq", 41, 7)
+        filled.append([story.mark(RUN_A, "counter", 42, 1, column="seq")])
+        assert (filled.marks()["counter"].value, filled.marks()["counter"].key) == (42, 1)
+        assert [r.type for r in filled.read(run=RUN_A)][-1] == "MarkAdvanced"
+
+    @pytest.mark.parametrize("run", [RUN_B, "ghost", "unsealed"])
+    def test_a_mark_never_advances_with_a_run_that_did_not_complete(self, filled, story, run):
+        filled.append([story.start("unsealed"), story.entry("unsealed", 1, "videos", ["v9"])])
+        before = filled.last_seq()
+        with pytest.raises(JournalError, match=run):
+            filled.append([story.mark(run, "nightly", "2026-11-22", "v5")])
+        assert filled.last_seq() == before and filled.marks() == {}
+
+    def test_marks_are_rebuilt_and_verified_like_every_projection(self, filled, story):
+        filled.append([story.mark(RUN_A, "nightly", 1.5, "v4"), story.mark(RUN_A, "other", None, "v1")])
+        live = filled.projection_snapshot()
+        assert len(live["marks"]) == 2
+        filled.rebuild_projections()
+        assert filled.projection_snapshot() == live
+        assert filled.verify().ok
+
+    def test_runs_filtered_by_option_status_and_limit(self, filled, story):
+        filled.append(story.plan("queued", [("videos", ["v7"])], queued=True, job="nightly"))
+        everything = filled.runs()
+        assert [r.run for r in everything] == ["queued", RUN_B, RUN_A]
+        assert [r.run for r in filled.runs(option=("limit", 10))] == [RUN_A]
+        assert [r.run for r in filled.runs(option=("queued", True))] == ["queued"]
+        assert [r.run for r in filled.runs(option=("job", "nightly"), statuses=["planned"])] == ["queued"]
+        assert filled.runs(option=("job", "nightly"), statuses=["completed"]) == []
+        assert [r.run for r in filled.runs(statuses=["completed", "interrupted"])] == [RUN_B, RUN_A]
+        assert [r.run for r in filled.runs(limit=2)] == ["queued", RUN_B]
+        assert filled.runs(statuses=["completed"]) == [r for r in everything if r.run == RUN_A]
