@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --keep {args.keep} is not empty", file=sys.stderr)
         return 2
     try:
-        with _workdir(args.keep) as root:
+        with workdir(args.keep) as root:
             if args.memory:
                 run_memory(root, args.steps)
             else:
@@ -246,13 +246,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def _workdir(keep: Path | None) -> Iterator[Path]:
+def workdir(keep: Path | None, prefix: str = "syncd-bench-") -> Iterator[Path]:
+    """DIR when --keep DIR was given (kept afterwards), else a temporary folder."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         yield keep.resolve()
         print(f"kept in {keep.resolve()}")
         return
-    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield Path(tmp)
 
 

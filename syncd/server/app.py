@@ -1,0 +1,50 @@
+"""The ASGI application: routes from `wire.ENDPOINTS`, error handlers, body limit, lifespan."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import wire
+from .auth import Tokens
+from .errors import ApiError, on_api_error, on_http_exception, on_unexpected
+from .openapi import document
+from .replay import Replays
+from .routes import HANDLERS, Api, route
+from .served import Catalog, ServedStore
+
+DEFAULT_LIMITS = wire.Limits(max_body_bytes=32 * 1024 * 1024, max_page=20_000)
+_JSON = "application/json"
+
+
+def create_app(store: ServedStore, tokens: Tokens, limits: wire.Limits = DEFAULT_LIMITS) -> Starlette:
+    """The record API over `store`; the store is described at startup and closed at shutdown."""
+    api = Api(store, Catalog([]), tokens, limits, Replays())
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        api.catalog = Catalog(await store.describe())
+        try:
+            yield
+        finally:
+            await store.close()
+
+    async def health(_request: Request) -> Response:
+        return Response(msgspec.json.encode(wire.Health()), media_type=_JSON)
+
+    async def openapi(_request: Request) -> Response:
+        return Response(msgspec.json.encode(document(api.catalog.names, limits)), media_type=_JSON)
+
+    routes = [Route(wire.HEALTH.url(), health, methods=["GET"], name="health"),
+              Route(wire.OPENAPI.url(), openapi, methods=["GET"], name="openapi")]
+    routes += [route(api, endpoint, handler) for endpoint, handler in HANDLERS.items()]
+    return Starlette(
+        routes=routes, lifespan=lifespan,
+        exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception,
+                            Exception: on_unexpected})

@@ -1,0 +1,72 @@
+"""The served environment: its SQLite store, and its tables as the API addresses them.
+
+The server knows nothing of syncd.toml's entity settings (natural keys, JSON references...):
+those are the caller's. It serves every table with a single-column primary key, and builds
+per request the view the caller asks for (the columns it wants, in its order).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Sequence
+
+from ..errors import SchemaError
+from ..schema import Entity, TableInfo
+from ..stores.sqlite import SqliteStore, quote
+from .errors import ApiError
+
+
+class ServedStore(SqliteStore):
+    """The SQLite adapter plus delete, which only the API offers so far (move needs it)."""
+
+    async def delete(self, entity: Entity, keys: Sequence[Any]) -> list[bool]:
+        return await self._run(self._delete, entity, list(keys))
+
+    def _delete(self, entity: Entity, keys: list[Any]) -> list[bool]:
+        sql = f"DELETE FROM {quote(entity.name)} WHERE {quote(entity.key)} = ?"
+        with self._transaction():
+            return [self._conn.execute(sql, [key]).rowcount > 0 for key in keys]
+
+
+class Catalog:
+    """Tables as described at startup (or at the last GET /schema), and views of them."""
+
+    def __init__(self, tables: list[TableInfo]) -> None:
+        self.tables = tables
+        self._entities = {t.name: _entity(t) for t in tables if len(t.primary_key) == 1}
+        self._unkeyed = {t.name for t in tables} - set(self._entities)
+        self.view = lru_cache(maxsize=256)(self._view)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._entities)
+
+    def entity(self, name: str) -> Entity:
+        if name in self._unkeyed:
+            raise ApiError(404, f"table {name!r} has no single-column primary key; "
+                                "it cannot be served")
+        try:
+            return self._entities[name]
+        except KeyError:
+            raise ApiError(404, f"no entity {name!r} (entities: "
+                                f"{', '.join(self.names) or 'none'})") from None
+
+    def _view(self, name: str, columns: tuple[str, ...]) -> Entity:
+        """The entity with rows in the caller's column order."""
+        entity = self.entity(name)
+        check_columns(entity, columns)
+        return entity if columns == entity.columns else replace(entity, columns=columns)
+
+
+def check_columns(entity: Entity, columns: Sequence[str]) -> None:
+    for column in columns:
+        if column not in entity.types:
+            raise SchemaError(f"unknown field {column!r} on entity {entity.name!r}")
+    if len(set(columns)) != len(columns):
+        raise SchemaError(f"a column is named twice in {list(columns)}")
+
+
+def _entity(table: TableInfo) -> Entity:
+    return Entity(table.name, table.primary_key[0], tuple(c.name for c in table.columns),
+                  MappingProxyType({c.name: c for c in table.columns}))
