@@ -10,6 +10,10 @@ builds, under DIR:
     prod_files/    one small real file per blob URI in prod (videos/*.mp4, steps/*.json|*.log)
     dev_files/     empty: where `--copy-files` puts copies
 
+With --gcs-bucket B (e.g. co-prod-data) the blob URIs are gs://B/videos/... and gs://B/steps/...
+instead, and the same objects are uploaded to bucket B (created if missing) through
+google-cloud-storage, which honours STORAGE_EMULATOR_HOST; prod_files/ then stays empty.
+
 Dev holds about half of prod's devices under OTHER ids with the same device_no, one location and
 one vendor with prod's ids, and one collector with a prod collector's name but another id, so a
 transfer must match by natural key and remap references. Everything is deterministic from the seed
@@ -26,7 +30,7 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -91,6 +95,7 @@ class World:
     shared_collector_name: str = ""             # in dev under another id
     collector_remap: dict[str, str] = field(default_factory=dict)  # prod collector id → dev id
     counts: dict[str, int] = field(default_factory=dict)         # prod rows per table
+    gcs_bucket: str | None = None               # blobs live in this bucket, not prod_files/
 
     @classmethod
     def at(cls, root: Path) -> World:
@@ -105,8 +110,9 @@ class World:
 
 
 def build_world(root: Path, videos: int = 20, steps_per_video: int = 4, seed: int = 7,
-                files: bool = True) -> World:
+                files: bool = True, gcs_bucket: str | None = None) -> World:
     world = World.at(Path(root))
+    world.gcs_bucket = gcs_bucket
     existing = [p for p in world.paths() if p.exists()]
     if existing:
         raise FileExistsError(f"world already exists: {existing[0]} (use a fresh directory)")
@@ -168,8 +174,7 @@ def _insert_videos(db: sqlite3.Connection, rng: random.Random, parents: dict[str
     counts = dict.fromkeys(("videos", "annotation_runs", "segmentations", "video_steps"), 0)
     for start in range(0, videos, CHUNK_VIDEOS):
         n = min(CHUNK_VIDEOS, videos - start)
-        chunk = _video_chunk(rng, parents, world.prod_files.as_uri(), start, n, videos,
-                             steps_per_video)
+        chunk = _video_chunk(rng, parents, blob_root(world), start, n, videos, steps_per_video)
         for table, rows in chunk.items():
             _insert(db, table, rows)
             counts[table] += len(rows)
@@ -223,15 +228,48 @@ def _video_chunk(rng: random.Random, parents: dict[str, list[tuple]], files_uri:
 
 # -- files --------------------------------------------------------------------------------------
 
+def blob_root(world: World) -> str:
+    """What every prod blob URI starts with (then /videos/... or /steps/...)."""
+    return f"gs://{world.gcs_bucket}" if world.gcs_bucket else world.prod_files.as_uri()
+
+
 def _write_blobs(world: World, chunk: dict[str, list[tuple]]) -> None:
+    if world.gcs_bucket:
+        _upload_blobs(world.gcs_bucket, _chunk_blobs(chunk))
+        return
     (world.prod_files / "videos").mkdir(exist_ok=True)
     (world.prod_files / "steps").mkdir(exist_ok=True)
+    for name, content in _chunk_blobs(chunk):
+        (world.prod_files / name).write_bytes(content)
+
+
+def _chunk_blobs(chunk: dict[str, list[tuple]]) -> Iterator[tuple[str, bytes]]:
+    """(path under the blob root, bytes) of every blob the chunk's records point at."""
     for vid, *_ in chunk["videos"]:
-        (world.prod_files / "videos" / f"{vid}.mp4").write_bytes(blob_content(vid, "mp4"))
+        yield f"videos/{vid}.mp4", blob_content(vid, "mp4")
     for sid, _vid, _step, _status, _result, debug, _at in chunk["video_steps"]:
-        (world.prod_files / "steps" / f"{sid}.json").write_bytes(blob_content(sid, "json"))
+        yield f"steps/{sid}.json", blob_content(sid, "json")
         if debug is not None:
-            (world.prod_files / "steps" / f"{sid}.log").write_bytes(blob_content(sid, "log"))
+            yield f"steps/{sid}.log", blob_content(sid, "log")
+
+
+def _upload_blobs(bucket_name: str, blobs: Iterable[tuple[str, bytes]]) -> None:
+    """Upload to GCS (or the emulator STORAGE_EMULATOR_HOST names), 16 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests.adapters
+    from google.cloud import storage
+
+    client = storage.Client()
+    client._http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=16))
+    client._http.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=16))
+    bucket = client.lookup_bucket(bucket_name) or client.create_bucket(bucket_name)
+
+    def upload(item: tuple[str, bytes]) -> None:
+        bucket.blob(item[0]).upload_from_string(item[1], content_type="application/octet-stream")
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(upload, blobs))
 
 
 def blob_content(key: str, kind: str) -> bytes:
@@ -393,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-files", dest="files", action="store_false",
                         help="records only (blob URIs point at files that do not exist)")
+    parser.add_argument("--gcs-bucket", metavar="BUCKET",
+                        help="blob URIs gs://BUCKET/...; objects uploaded there "
+                             "(STORAGE_EMULATOR_HOST honoured)")
     parser.add_argument("--force", action="store_true",
                         help="remove a world already in DIR first (its files only)")
     args = parser.parse_args(argv)
@@ -400,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_world(args.dir)
     started = time.perf_counter()
     try:
-        world = build_world(args.dir, args.videos, args.steps, args.seed, args.files)
+        world = build_world(args.dir, args.videos, args.steps, args.seed, args.files, args.gcs_bucket)
     except FileExistsError as exc:
         print(f"error: {exc}; pass --force to replace it", file=sys.stderr)
         return 2

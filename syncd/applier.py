@@ -10,7 +10,6 @@ for what is not done, so its cost follows what is left.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
@@ -23,7 +22,7 @@ from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
 from . import blobs, failpoints
 from .clock import now
-from .errors import PermanentError, RunStateError, StoreError, TransientError
+from .errors import RunStateError, StoreError, TransientError
 from .payload import row_hash, unpack_rows
 from .plan import FILES
 from .schema import Entity, Schema
@@ -50,6 +49,8 @@ class Progress:
 
     on_start: Callable[[int], None] = lambda total: None
     on_entry: Callable[[str, int], None] = lambda entity, records: None
+    on_files: Callable[[int, int], None] = lambda files, nbytes: None  # a files entry begins
+    on_file: Callable[[int], None] = lambda nbytes: None  # one file done, copied or not
 
 
 class Applier:
@@ -158,20 +159,23 @@ class Applier:
         return outcomes
 
     async def _copy_files(self, entry: EntryPlanned, rows: list[list[Any]]) -> EntryApplied:
+        """Copies file_workers at a time; each one's failure is its own (the others go on)."""
         outcomes: list[str] = ["failed"] * len(rows)
         errors: list[str] = []
         limiter = anyio.CapacityLimiter(self.file_workers)
+        self.progress.on_files(len(rows), sum(r[2] or 0 for r in rows))
 
-        async def one(i: int, src: str, dst: str, size: int | None) -> None:
+        async def one(i: int, src: str, dst: str, planned: blobs.Planned) -> None:
             try:
-                outcomes[i] = await anyio.to_thread.run_sync(copy_file, src, dst, size, self._resuming,
-                                                             limiter=limiter)
+                outcomes[i] = await anyio.to_thread.run_sync(copy_file, src, dst, planned,
+                                                             self._resuming, limiter=limiter)
             except StoreError as exc:
                 errors.append(str(exc))
+            self.progress.on_file(planned.size or 0)
 
         async with task_group() as tg:
-            for i, (src, dst, size) in enumerate(rows):
-                tg.start_soon(one, i, src, dst, size)
+            for i, (src, dst, *planned) in enumerate(rows):
+                tg.start_soon(one, i, src, dst, blobs.Planned(*planned))
         state = "failed" if errors else "done"
         return self._outcome(entry, state, outcomes, "; ".join(errors[:3]) or None, 0)
 
@@ -185,22 +189,16 @@ class Applier:
         await anyio.to_thread.run_sync(partial(self.journal.append, [event], durable=durable))
 
 
-def copy_file(src: str, dst: str, size: int | None, resuming: bool) -> str:
-    """created, or skipped when the target already holds the same bytes. On resume those
-    bytes were put there by this run's interrupted attempt: created, as for records."""
-    source, target = blobs.store_for(src), blobs.store_for(dst)
-    if size is not None and target.size(dst) == size and source.sha256(src) == target.sha256(dst):
-        return "created" if resuming else "skipped"
-    for attempt in range(RETRIES):
-        try:
-            target.copy(src, dst, size)
-            failpoints.hit("file.after-copy")
-            return "created"
-        except TransientError as exc:
-            if attempt == RETRIES - 1:
-                raise PermanentError(str(exc)) from exc
-            time.sleep(BACKOFF * 2 ** attempt * (0.5 + random.random()))  # a worker thread
-    raise AssertionError("unreachable")
+def copy_file(src: str, dst: str, planned: blobs.Planned, resuming: bool) -> str:
+    """created, or skipped when the target already holds the planned bytes. On resume those
+    bytes were put there by this run's interrupted attempt: created, as for records.
+
+    A first attempt trusts the plan's look at the target (GCS refuses the write if it
+    appeared since); a resumed one looks again, so it copies only what is still missing."""
+    if blobs.retrying(lambda: blobs.ensure(src, dst, planned, look_first=resuming)):
+        failpoints.hit("file.after-copy")
+        return "created"
+    return "created" if resuming else "skipped"
 
 
 def dependents(schema: Schema, entity: str) -> set[str]:

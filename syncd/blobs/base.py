@@ -1,4 +1,10 @@
-"""The BlobStore port. "Not found" is None from size(), the same in every backend."""
+"""The BlobStore port.
+
+A store knows blobs of one URI scheme. "Not found" is `stat() -> None`, the same in every
+backend. Comparing two blobs must not mean downloading them: each store reports the
+fingerprints it keeps for free (GCS: size, crc32c, md5), and `blobs.same()` picks, per pair of
+stores, the cheapest comparison both sides can answer.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,15 +12,32 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
-class BlobCopy:
+class BlobStat:
+    """What a store knows about one blob without reading its bytes."""
+
     size: int
-    sha256: str
+    crc32c: str | None = None  # base64 of the big-endian CRC32C, as GCS reports it
+    md5: str | None = None  # base64, as GCS reports it (absent for composite objects)
+    generation: int | None = None  # GCS: the object's version; pins a copy to what was planned
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the plan saw of a source blob; a copy that would write anything else fails."""
+
+    size: int | None  # None: the source was missing at planning time
+    crc32c: str | None = None
+    generation: int | None = None
 
 
 class BlobStore(Protocol):
-    def size(self, uri: str) -> int | None: ...
+    def stat(self, uri: str) -> BlobStat | None:
+        """Size and kept checksums, or None when there is no such blob."""
 
-    def sha256(self, uri: str) -> str: ...
+    def copy(self, src: str, dst: str, planned: Planned, only_if_generation: int | None) -> BlobStat:
+        """Copy src to dst within this store, atomically and verified; the copy's stat.
 
-    def copy(self, src: str, dst: str, expected_size: int | None) -> BlobCopy:
-        """Copy src to dst atomically and verified; raises StoreError on failure."""
+        only_if_generation is a precondition on dst where the store keeps generations (GCS:
+        0 = must not exist, N = must still be generation N; a failed one raises TargetExists);
+        stores without generations ignore it. Raises TransientError / PermanentError.
+        """

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO, Callable
 from urllib.parse import unquote, urlparse
 
 from .. import failpoints
 from ..errors import PermanentError, TransientError
-from .base import BlobCopy
-
-CHUNK = 1 << 20
+from .base import BlobStat, Planned
+from .checksums import CHUNK, sha256_of_file
 
 
 def path_of(uri: str) -> Path:
@@ -19,65 +19,80 @@ def path_of(uri: str) -> Path:
     return Path(unquote(parsed.path))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class LocalBlobStore:
-    def size(self, uri: str) -> int | None:
+    def stat(self, uri: str) -> BlobStat | None:
         try:
-            return path_of(uri).stat().st_size
+            return BlobStat(path_of(uri).stat().st_size)
         except FileNotFoundError:
             return None
 
+    def copy(self, src: str, dst: str, planned: Planned, only_if_generation: int | None) -> BlobStat:
+        """Streamed, hashed on the way, re-read from disk to verify. Files have no
+        generations: the caller compared the target just before (only_if_generation unused)."""
+        source = path_of(src)
+        digest = hashlib.sha256()
+
+        def fill(out: BinaryIO) -> int:
+            try:
+                with source.open("rb") as fh:
+                    return _stream(fh, out, digest)
+            except FileNotFoundError as exc:
+                raise PermanentError(f"file not found: {exc.filename}") from exc
+
+        def check(temp: Path, size: int) -> None:
+            _check_size(source, size, planned)
+            if sha256_of_file(temp) != digest.hexdigest():
+                raise TransientError(f"{temp}: bytes on disk differ from bytes read")
+
+        return BlobStat(receive(dst, fill, check))
+
     def sha256(self, uri: str) -> str:
-        return _sha256(path_of(uri))
+        return sha256_of_file(path_of(uri))
 
-    def copy(self, src: str, dst: str, expected_size: int | None) -> BlobCopy:
-        source, target = path_of(src), path_of(dst)
-        try:
-            return self._copy(source, target, expected_size)
-        except FileNotFoundError as exc:
-            raise PermanentError(f"file not found: {exc.filename}") from exc
-        except OSError as exc:
-            raise TransientError(f"copy {src} → {dst}: {exc}") from exc
 
-    def _copy(self, source: Path, target: Path, expected_size: int | None) -> BlobCopy:
+def receive(dst: str, fill: Callable[[BinaryIO], object], check: Callable[[Path, int], None]) -> int:
+    """Write dst atomically: fill a temp file, fsync, check it, rename, fsync the folder.
+
+    Returns the size written. Any source (a local file, a GCS download) fills it.
+    """
+    target = path_of(dst)
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # A fixed name: a copy killed mid-way leaves a temp file that the retried copy of the
         # same target (resume) overwrites and then renames away. Never two copies at once of
         # one target: a run lists each target once.
         temp = target.with_name(f".{target.name}.syncd-tmp")
         try:
-            written = _stream(source, temp)
-            if expected_size is not None and written.size != expected_size:
-                raise PermanentError(
-                    f"{source}: size {written.size} differs from the planned {expected_size} "
-                    "(the source changed after planning)")
-            if _sha256(temp) != written.sha256:
-                raise TransientError(f"{target}: bytes on disk differ from bytes read")
+            with temp.open("wb") as out:
+                fill(out)
+                out.flush()
+                os.fsync(out.fileno())
+            size = temp.stat().st_size
+            check(temp, size)
             failpoints.hit("file.before-rename")
             os.replace(temp, target)
             _fsync_dir(target.parent)
-            return written
+            return size
         finally:
             temp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise TransientError(f"write {dst}: {exc}") from exc
 
 
-def _stream(source: Path, temp: Path) -> BlobCopy:
-    digest, size = hashlib.sha256(), 0
-    with source.open("rb") as src, temp.open("wb") as out:
-        while block := src.read(CHUNK):
-            digest.update(block)
-            out.write(block)
-            size += len(block)
-        out.flush()
-        os.fsync(out.fileno())
-    return BlobCopy(size, digest.hexdigest())
+def _stream(source: BinaryIO, out: BinaryIO, digest: "hashlib._Hash") -> int:
+    size = 0
+    while block := source.read(CHUNK):
+        digest.update(block)
+        out.write(block)
+        size += len(block)
+    return size
+
+
+def _check_size(source: Path | str, size: int, planned: Planned) -> None:
+    if planned.size is not None and size != planned.size:
+        raise PermanentError(
+            f"{source}: size {size} differs from the planned {planned.size} "
+            "(the source changed after planning)")
 
 
 def _fsync_dir(folder: Path) -> None:
