@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -22,7 +23,9 @@ ENV_VAR = "SYNCD_CONFIG"
 
 _ENV_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _BLOB_SCHEMES = ("file", "gs")
-_NOT_YET = {"http": "HTTP", "https": "HTTP", "postgresql": "Postgres", "postgres": "Postgres"}
+_NOT_YET = {"postgresql": "Postgres", "postgres": "Postgres"}
+_HTTP_SCHEMES = ("http", "https")
+_TOKEN_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class JournalConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -33,6 +36,16 @@ class EnvironmentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     records: str
     # source URI prefix → target URI prefix, applied when this environment is the target
     blob_map: dict[str, str] = {}
+    # HTTP record stores: the bearer token, written "${VAR}" and expanded when the store is
+    # opened (a secret is never written in the file), and the seconds one request may take
+    # before it is retried
+    token: str | None = None
+    timeout: float = 30.0
+
+    def __repr__(self) -> str:  # the token must not reach a log line or a traceback
+        token = None if self.token is None else "***"
+        return (f"EnvironmentConfig(records={self.records!r}, blob_map={self.blob_map!r}, "
+                f"token={token}, timeout={self.timeout!r})")
 
 
 class EntityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -43,10 +56,34 @@ class EntityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     compare_ignore: list[str] = []
 
 
+class JobConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[jobs.NAME]`: a copy or transfer the daemon runs on a schedule (`every` or `cron`).
+
+    Schedules are parsed, and entities and fields checked against the stores, when the
+    daemon starts (syncd/daemon/jobs.py); here only the shape of the section is checked.
+    """
+
+    kind: str  # copy | transfer
+    source: str
+    target: str
+    entity: str | None = None
+    filters: list[str] = []
+    limit: int | None = None  # root records per run
+    clear: list[str] = []
+    copy_files: bool = False
+    target_bucket: str | None = None
+    update: bool = False
+    every: str | None = None  # "15m", "1h30m", "45s", "1d"
+    cron: str | None = None  # "0 3 * * *", in `timezone`
+    timezone: str = "UTC"
+    incremental: str | None = None  # column: each run selects only roots past the mark
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
     environments: dict[str, EnvironmentConfig] = {}
     entities: dict[str, EntityConfig] = {}
+    jobs: dict[str, JobConfig] = {}
     base_dir: str = ""  # folder of the config file (cwd when there is none); set by the loader
 
     def environment(self, name: str) -> EnvironmentConfig:
@@ -113,7 +150,7 @@ def _toml_position(message: str) -> str:
 # ---------------------------------------------------------------------------- building
 
 def _build(raw: dict[str, Any], *, where: str, base_dir: str) -> Config:
-    known = {"journal", "environments", "entities"}  # base_dir is never read from the file
+    known = {"journal", "environments", "entities", "jobs"}  # base_dir is never read from the file
     for key in raw:
         if key not in known:
             raise ConfigError(f"{where}unknown key {key!r}")
@@ -127,7 +164,11 @@ def _build(raw: dict[str, Any], *, where: str, base_dir: str) -> Config:
         name: _convert(value, EntityConfig, where, f"entities.{name}")
         for name, value in _table(raw, "entities", where).items()
     }
-    return Config(journal=journal, environments=environments, entities=entities,
+    jobs = {
+        name: _job(name, value, where, environments)
+        for name, value in _table(raw, "jobs", where).items()
+    }
+    return Config(journal=journal, environments=environments, entities=entities, jobs=jobs,
                   base_dir=base_dir)
 
 
@@ -146,10 +187,43 @@ def _environment(name: str, value: Any, where: str, base_dir: str) -> Environmen
         )
     env = _convert(value, EnvironmentConfig, where, dotted)
     env.records = _records_url(env.records, base_dir, where, f"{dotted}.records")
+    env.token = _token(env, where, dotted)
+    if not env.timeout > 0:
+        raise ConfigError(f"{where}{dotted}.timeout: must be more than 0 seconds")
     for source, target in env.blob_map.items():
         _check_blob_prefix(source, where, f"{dotted}.blob_map")
         _check_blob_prefix(target, where, f"{dotted}.blob_map")
     return env
+
+
+def _job(name: str, value: Any, where: str, environments: dict[str, EnvironmentConfig]) -> JobConfig:
+    dotted = f"jobs.{name}"
+    if not _ENV_NAME.fullmatch(name):
+        raise ConfigError(f"{where}{dotted}: job names may only use letters, digits, '_' and '-'")
+    job = _convert(value, JobConfig, where, dotted)
+    problems = {
+        "kind": f"must be \"copy\" or \"transfer\", got {job.kind!r}"
+        if job.kind not in ("copy", "transfer") else None,
+        "source": _unknown_environment(job.source, environments),
+        "target": _unknown_environment(job.target, environments)
+        or ("the same environment as source" if job.target == job.source else None),
+        "entity": "required for a copy job" if job.kind == "copy" and not job.entity else None,
+        "limit": "must be 1 or more" if job.limit is not None and job.limit < 1 else None,
+        "copy_files": "only transfer jobs copy files" if job.copy_files and job.kind == "copy" else None,
+        "every": "give either every or cron, not both" if job.every and job.cron
+        else "give every (e.g. \"15m\") or cron (e.g. \"0 3 * * *\")" if not (job.every or job.cron)
+        else None,
+    }
+    for key, problem in problems.items():
+        if problem:
+            raise ConfigError(f"{where}{dotted}.{key}: {problem}")
+    return job
+
+
+def _unknown_environment(name: str, environments: dict[str, EnvironmentConfig]) -> str | None:
+    if name in environments:
+        return None
+    return f"unknown environment {name!r} (known: {', '.join(sorted(environments)) or 'none'})"
 
 
 _S = TypeVar("_S", bound=msgspec.Struct)
@@ -217,9 +291,58 @@ def _records_url(url: str, base_dir: str, where: str, dotted: str) -> str:
     scheme = _scheme(url)
     if scheme == "sqlite":
         return _resolve_sqlite(url, base_dir, where, dotted)
+    if scheme in _HTTP_SCHEMES:
+        return _http_url(url, where, dotted)
     if scheme in _NOT_YET:
         raise ConfigError(f"{where}{dotted}: {_NOT_YET[scheme]} record stores are not supported yet")
-    raise ConfigError(f"{where}{dotted}: unsupported record store URL {url!r} (use sqlite:///PATH)")
+    raise ConfigError(f"{where}{dotted}: unsupported record store URL {url!r} "
+                      "(use sqlite:///PATH or https://HOST/PATH)")
+
+
+def _http_url(url: str, where: str, dotted: str) -> str:
+    """The base URL of a `syncd serve` API, without a trailing '/'."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ConfigError(f"{where}{dotted}: {url!r} names no host")
+    if parts.username or parts.password:
+        # credentials in a URL end up in logs; the token is the one credential
+        raise ConfigError(f"{where}{dotted}: no credentials in the URL; use token = \"${{VAR}}\"")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{where}{dotted}: {url!r} must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise ConfigError(f"{where}{dotted}: {url!r} has an invalid port") from None
+    return url.rstrip("/")
+
+
+def _token(env: EnvironmentConfig, where: str, dotted: str) -> str | None:
+    """Check that `token` is written `"${VAR}"`; it is expanded only when the store is opened
+    (`token_value`), so commands that never open this environment do not need its secret."""
+    is_http = _scheme(env.records) in _HTTP_SCHEMES
+    if env.token is None:
+        if is_http:
+            raise ConfigError(f"{where}{dotted}.token: required for an HTTP record store "
+                              "(token = \"${VAR}\")")
+        return None
+    if not is_http:
+        raise ConfigError(f"{where}{dotted}.token: only HTTP record stores take a token")
+    if _TOKEN_REF.fullmatch(env.token) is None:
+        raise ConfigError(f"{where}{dotted}.token: write it as \"${{VAR}}\"; tokens are read "
+                          "from the process environment, never from the file")
+    return env.token
+
+
+def token_value(name: str, env: EnvironmentConfig) -> str:
+    """The environment's token, read from the process environment now; the value itself
+    never appears in a message."""
+    match = _TOKEN_REF.fullmatch(env.token or "")
+    if match is None:
+        raise ConfigError(f"environments.{name}.token: required for an HTTP record store")
+    value = os.environ.get(match[1])
+    if not value:
+        raise ConfigError(f"environments.{name}.token: environment variable {match[1]} is not set")
+    return value
 
 
 def _check_blob_prefix(uri: str, where: str, dotted: str) -> None:

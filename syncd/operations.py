@@ -5,16 +5,20 @@ any target is touched, so bad input fails with nothing written (invariant 8).
 """
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+import anyio
+
 from journal import SqliteJournal, open_journal
 
+from . import blobs
 from .applier import Applier, ApplyResult, Progress
 from .clock import new_run_id
-from .config import Config, sqlite_path
+from .config import Config, sqlite_path, token_value
 from .errors import InputError, Interrupted, RunStateError, SchemaError
 from .filters import parse_filters
 from .journaling import JournalSink, NullSink
@@ -28,7 +32,17 @@ from .transforms import BlobRewriter, Transformer
 
 
 def open_store(config: Config, env: str, *, readonly: bool) -> RecordStore:
+    """The environment's record store, by URL scheme. An HTTP store checks its token (and,
+    for a target, write access) when first described: in `connect()`, before any write."""
     environment = config.environment(env)
+    if environment.records.startswith(("http:", "https:")):
+        try:  # httpx is the optional `http` extra
+            from .stores.http import HttpOptions, HttpStore
+        except ImportError as exc:
+            raise InputError(f"environment '{env}' is an HTTP environment: install the http "
+                             f"extra (pip install 'syncd[http]'): {exc}") from None
+        return HttpStore(env, environment.records, token_value(env, environment), readonly=readonly,
+                         options=HttpOptions(timeout=environment.timeout))
     if not environment.records.startswith("sqlite:"):
         raise InputError(f"environment '{env}': records URL scheme not supported yet: {environment.records}")
     return SqliteStore(env, sqlite_path(environment.records, config.base_dir), readonly=readonly)
@@ -57,7 +71,9 @@ async def connect(config: Config, request: PlanRequest) -> AsyncIterator[PlanCon
     try:
         target = open_store(config, request.target, readonly=False)
         try:
-            yield await _context(config, request, source, target)
+            context = await _context(config, request, source, target)
+            await check_blob_targets(config, request)
+            yield context
         finally:
             await target.close()
     finally:
@@ -82,6 +98,22 @@ async def _context(config: Config, request: PlanRequest, source: RecordStore,
                               clear_entity=root.name, rewriter=rewriter)
     return PlanContext(request, source, target, schema, root,
                        parse_filters(request.filters, root), tree, transformer)
+
+
+async def check_blob_targets(config: Config, request: PlanRequest) -> None:
+    """Before any write: gs:// buckets named up front (the target's blob_map, --target-bucket)
+    are reachable, which also proves a GCS client can be built. Buckets known only from the
+    records (sources, derived targets) are checked by the planner before the plan is sealed."""
+    if not request.copy_files:
+        return
+    targets = [t for t in config.environment(request.target).blob_map.values() if t.startswith("gs://")]
+    if request.target_bucket is not None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", request.target_bucket):
+            raise InputError(f"--target-bucket {request.target_bucket!r} is not a bucket name "
+                             "(give the name alone, e.g. co-dev-data)")
+        targets.append(f"gs://{request.target_bucket}/")
+    if targets:
+        await anyio.to_thread.run_sync(blobs.check_buckets, targets)
 
 
 def check_target(source: Schema, target: Schema, names: list[str], env: str) -> None:
@@ -133,7 +165,8 @@ async def plan(ctx: PlanContext, journal: SqliteJournal | None, *, verbose: bool
 
 async def apply(config: Config, journal: SqliteJournal, run_id: str, *,
                 stopping: Callable[[], bool] = lambda: False,
-                progress: Progress | None = None) -> ApplyResult:
+                progress: Progress | None = None,
+                file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> ApplyResult:
     run = journal.run(run_id)
     if run is None:
         raise RunStateError(f"unknown run {run_id}")
@@ -141,7 +174,7 @@ async def apply(config: Config, journal: SqliteJournal, run_id: str, *,
     try:
         schema = await load_schema(config, target)
         return await Applier(journal, run_id, target, schema, stopping=stopping,
-                             progress=progress).run()
+                             progress=progress, file_workers=file_workers).run()
     finally:
         await target.close()
 
@@ -154,6 +187,30 @@ async def replan(config: Config, journal: SqliteJournal, run_id: str, *,
     request = PlanRequest.from_options(run.options)
     async with connect(config, request) as ctx:
         return await plan(ctx, journal, stopping=stopping, run_id=run_id)
+
+
+async def plan_and_apply(config: Config, journal: SqliteJournal, request: PlanRequest, *,
+                         run_id: str | None = None,
+                         stopping: Callable[[], bool] = lambda: False) -> tuple[Planned, str]:
+    """Plan a run into the journal and apply it at once (the daemon's jobs); the status."""
+    async with connect(config, request) as ctx:
+        planned = await plan(ctx, journal, stopping=stopping, run_id=run_id)
+    assert planned.run_id is not None
+    return planned, (await apply(config, journal, planned.run_id, stopping=stopping)).status
+
+
+async def finish_run(config: Config, journal: SqliteJournal, run_id: str, *,
+                     stopping: Callable[[], bool] = lambda: False) -> str:
+    """Bring a journaled run to its end, as `syncd resume` does: plan it again if its planning
+    was cut off, then apply what it has not applied. Returns the run's status."""
+    run = journal.run(run_id)
+    if run is None:
+        raise RunStateError(f"unknown run {run_id}")
+    if run.status == "completed":
+        return "completed"
+    if run.sealed_at is None:
+        await replan(config, journal, run_id, stopping=stopping)
+    return (await apply(config, journal, run_id, stopping=stopping)).status
 
 
 def applied_counts(journal: SqliteJournal, run_id: str) -> dict[str, Any]:

@@ -74,19 +74,26 @@ class Planner:
         return self.summary
 
     async def _root_pages(self) -> AsyncIterator[list[Row]]:
-        ctx, after, left = self.ctx, None, self.ctx.request.limit
+        """Roots in key order, or for an incremental request in (column, key) order from just
+        past its mark, so a limit cuts the selection at a point the next run starts from."""
+        ctx, left, column = self.ctx, self.ctx.request.limit, self.ctx.request.incremental
+        after: Any = ctx.request.after
         key_at = ctx.root.index(ctx.root.key)
+        column_at = ctx.root.index(column) if column else None
         while left is None or left > 0:
             size = CHUNK if left is None else min(CHUNK, left)
-            rows = await ctx.source.select_page(ctx.root, ctx.filters, after, size)
+            rows = await ctx.source.select_page(ctx.root, ctx.filters, after, size, order_by=column)
             if not rows:
                 return
             yield rows
             if left is not None:
                 left -= len(rows)
+            last = rows[-1]
+            after = last[key_at] if column_at is None else (last[column_at], last[key_at])
+            if column_at is not None:
+                self.summary.mark = {"column": column, "value": last[column_at], "key": last[key_at]}
             if len(rows) < size:
                 return
-            after = rows[-1][key_at]
 
     async def _plan_group(self, roots: list[Row]) -> None:
         schema = self.ctx.schema
@@ -211,13 +218,19 @@ class Planner:
                     if is_uri(uri):
                         pairs.setdefault(uri, ctx.transformer.rewriter.rewrite(uri))
         rows = await self._check_files(pairs)
+        # The source's size, crc32c and generation as planned: the copy is pinned to them
+        # and verified against them (a file source has no checksum until it is read).
         for batch in _batches(rows, BATCH):
-            await self.sink.add(PlannedEntry(FILES, "copy", ["src", "dst", "size"],
+            await self.sink.add(PlannedEntry(FILES, "copy", ["src", "dst", "size", "crc32c", "generation"],
                                              [r[0] for r in batch], batch))
 
     async def _check_files(self, pairs: dict[str, str]) -> list[list[Any]]:
+        """Compare each source with its target by fingerprint, file_workers at a time. Every
+        bucket involved must be reachable first: an InputError here stops planning before the
+        plan is sealed, so nothing is applied."""
+        await anyio.to_thread.run_sync(blobs.check_buckets, [*pairs, *pairs.values()])
         limiter = anyio.CapacityLimiter(self.ctx.file_workers)
-        verdicts: dict[str, tuple[str, int | None]] = {}
+        verdicts: dict[str, tuple[str, blobs.Planned]] = {}
 
         async def check(src: str, dst: str) -> None:
             verdicts[src] = await anyio.to_thread.run_sync(file_verdict, src, dst, limiter=limiter)
@@ -227,7 +240,7 @@ class Planner:
                 tg.start_soon(check, src, dst)
         rows, files = [], self.summary.files
         for src, dst in pairs.items():
-            verdict, size = verdicts[src]
+            verdict, planned = verdicts[src]
             if verdict == "conflict" and not self.ctx.request.update:
                 files.conflict += 1
                 self._note_file(src, "conflict", f"{dst} holds other bytes (use --update)")
@@ -236,7 +249,7 @@ class Planner:
                 self._note_file(src, "skip", dst)
             else:
                 files.copy += 1
-                rows.append([src, dst, size])
+                rows.append([src, dst, planned.size, planned.crc32c, planned.generation])
                 self._note_file(src, "copy", dst)
         return rows
 
@@ -290,16 +303,19 @@ def reference_values(entity: Entity, rows: list[Row], refs: Sequence[Reference])
     return out
 
 
-def file_verdict(src: str, dst: str) -> tuple[str, int | None]:
-    """copy | existing | conflict, and the source size (None if the source is missing)."""
-    source, target = blobs.store_for(src), blobs.store_for(dst)
-    size = source.size(src)
-    target_size = target.size(dst)
-    if target_size is None or size is None:
-        return "copy", size
-    if target_size == size and source.sha256(src) == target.sha256(dst):
-        return "existing", size
-    return "conflict", size
+def file_verdict(src: str, dst: str) -> tuple[str, blobs.Planned]:
+    """copy | existing | conflict, and what the source holds (size None: it is missing, and
+    its copy will fail and be journaled). Compares fingerprints, never downloads."""
+    source = blobs.retrying(lambda: blobs.stat(src))
+    if source is None:
+        return "copy", blobs.Planned(None)
+    planned = blobs.Planned(source.size, source.crc32c, source.generation)
+    target = blobs.retrying(lambda: blobs.stat(dst))
+    if target is None:
+        return "copy", planned
+    if blobs.same(src, dst, source, target):
+        return "existing", planned
+    return "conflict", planned
 
 
 def changed_fields(entity: Entity, wanted: Row, current: Row | None) -> dict[str, Any]:

@@ -8,10 +8,13 @@ from typing import Any, Callable
 
 import anyio
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich import filesize
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn)
 
 from journal import SqliteJournal
 
+from .. import blobs
 from .. import operations as ops
 from .. import render
 from ..applier import Progress as ApplyProgress
@@ -20,6 +23,12 @@ from ..errors import InputError
 from ..plan import APPLIED_KEYS, PlanRequest, PlanSummary
 from ..render import err, out
 from .app import EXIT_FAILED, STOP, cli, config_of
+
+
+file_workers_option = click.option(
+    "--file-workers", type=click.IntRange(1, blobs.MAX_FILE_WORKERS), metavar="N",
+    default=blobs.DEFAULT_FILE_WORKERS, show_default=True,
+    help="Files checked and copied at once")
 
 
 def sync_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,6 +41,7 @@ def sync_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--update", is_flag=True, help="Patch existing records whose fields differ"),
         click.option("--dry-run", is_flag=True, help="Plan and print; write nothing anywhere"),
         click.option("--plan-only", is_flag=True, help="Journal the plan and stop; `syncd resume RUN` applies it"),
+        click.option("--queue", is_flag=True, help="With --plan-only: a running `syncd daemon` applies the run"),
         click.option("-y", "--yes", is_flag=True, help="Do not ask before applying"),
         click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout"),
         click.option("-v", "--verbose", is_flag=True, help="Per-record tables"),
@@ -55,6 +65,7 @@ def copy(ctx: click.Context, **kw: Any) -> None:
 @click.option("--entity", help="Root entity (default: the one entity that declares children)")
 @click.option("--copy-files", is_flag=True, help="Copy referenced files and rewrite their URIs")
 @click.option("--target-bucket", metavar="B", help="GCS bucket for copied gs:// files")
+@file_workers_option
 @click.pass_context
 def transfer(ctx: click.Context, **kw: Any) -> None:
     """Transfer roots with their children, parents and (optionally) files."""
@@ -66,15 +77,20 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     request = PlanRequest(kind=kind, source=kw["source"], target=kw["target"], entity=kw["entity"],
                           filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
                           copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
-                          update=kw["update"])
+                          update=kw["update"], queued=kw["queue"])
     if kw["dry_run"] and kw["plan_only"]:
         raise InputError("--dry-run and --plan-only exclude each other")
-    planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"])
+    if kw["queue"] and not kw["plan_only"]:
+        raise InputError("--queue needs --plan-only (the daemon applies the planned run)")
+    workers = kw.get("file_workers", blobs.DEFAULT_FILE_WORKERS)
+    planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"], workers)
     title = f"{kind.capitalize()} plan: {request.source} → {request.target}"
     show_plan(planned, title, schema, request, kw["verbose"], kw["as_json"])
     if kw["dry_run"] or kw["plan_only"]:
         status = "dry_run" if kw["dry_run"] else "planned"
-        if kw["plan_only"]:
+        if kw["queue"]:
+            err.print(f"Queued run {planned.run_id}; a running `syncd daemon` applies it")
+        elif kw["plan_only"]:
             err.print(f"Planned run {planned.run_id}; apply it with: syncd resume {planned.run_id}")
         emit_result(kw["as_json"], request, planned.run_id, status, planned.summary, None)
         return
@@ -82,12 +98,13 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     nothing_to_do = planned.entries == 0  # still applied: the journal records the run as completed
     proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
                     planned.summary, journal)
-    finish(config, journal, planned.run_id, kw["as_json"])
+    finish(config, journal, planned.run_id, kw["as_json"], workers)
 
 
-async def _plan(config: Config, request: PlanRequest, dry_run: bool,
-                verbose: bool) -> tuple[ops.Planned, Any, SqliteJournal | None]:
+async def _plan(config: Config, request: PlanRequest, dry_run: bool, verbose: bool,
+                file_workers: int) -> tuple[ops.Planned, Any, SqliteJournal | None]:
     async with ops.connect(config, request) as ctx:  # validates everything first
+        ctx.file_workers = file_workers
         journal = None if dry_run else ops.journal_for(config)
         planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
         return planned, ctx.schema, journal
@@ -121,15 +138,20 @@ def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: PlanRequest,
         sys.exit(EXIT_FAILED)
 
 
-def finish(config: Config, journal: SqliteJournal, run_id: str, as_json: bool) -> None:
+def finish(config: Config, journal: SqliteJournal, run_id: str, as_json: bool,
+           file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> None:
     """Apply a sealed run with a progress bar, then print the outcome and exit accordingly."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
-        task = bar.add_task("applying", total=None)
+                  TextColumn("{task.fields[bytes]}"), TimeElapsedColumn(), console=err,
+                  transient=as_json) as bar:
+        task = bar.add_task("applying", total=None, bytes="")
+        files = FilesLine(bar)
         progress = ApplyProgress(
             on_start=lambda total: bar.update(task, total=total),
-            on_entry=lambda entity, n: bar.update(task, advance=n, description=entity))
-        result = anyio.run(lambda: ops.apply(config, journal, run_id, stopping=STOP, progress=progress))
+            on_entry=lambda entity, n: bar.update(task, advance=n, description=entity),
+            on_files=files.planned, on_file=files.done)
+        result = anyio.run(lambda: ops.apply(config, journal, run_id, stopping=STOP, progress=progress,
+                                             file_workers=file_workers))
     run = journal.run(run_id)
     assert run is not None
     request = PlanRequest.from_options(run.options)
@@ -146,6 +168,30 @@ def finish(config: Config, journal: SqliteJournal, run_id: str, as_json: bool) -
         err.print(f"Run {run_id} finished with failures; fix the cause and `syncd resume {run_id}`.")
         sys.exit(EXIT_FAILED)
     err.print(f"Run {run_id} completed.")
+
+
+class FilesLine:
+    """The progress bar's "files" line: files done of those planned, and their bytes."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task: TaskID | None = None
+        self.total_files = self.total_bytes = self.done_bytes = 0
+
+    def planned(self, files: int, nbytes: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("files", total=0, bytes="")
+        self.total_files += files
+        self.total_bytes += nbytes
+        self.bar.update(self.task, total=self.total_files, bytes=self._bytes())
+
+    def done(self, nbytes: int) -> None:
+        assert self.task is not None
+        self.done_bytes += nbytes
+        self.bar.update(self.task, advance=1, bytes=self._bytes())
+
+    def _bytes(self) -> str:
+        return f"{filesize.decimal(self.done_bytes)} / {filesize.decimal(self.total_bytes)}"
 
 
 def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status: str,
@@ -169,8 +215,9 @@ def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status:
 @click.argument("run")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before applying")
 @click.option("--json", "as_json", is_flag=True)
+@file_workers_option
 @click.pass_context
-def resume(ctx: click.Context, run: str, yes: bool, as_json: bool) -> None:
+def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers: int) -> None:
     """Apply what RUN has not applied yet."""
     config = config_of(ctx)
     journal = ops.journal_for(config, create=False)
@@ -194,4 +241,4 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool) -> None:
         summary, f"Resume {run_id}: {row.source} → {row.target}", None, request.update))
     err.print(f"{len(left)} entries ({sum(e.records for e in left)} records) left to apply.")
     proceed_or_exit(run_id, yes, as_json, request, summary, journal)
-    finish(config, journal, run_id, as_json)
+    finish(config, journal, run_id, as_json, file_workers)
