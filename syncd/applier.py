@@ -56,7 +56,7 @@ class Progress:
 class Applier:
     def __init__(self, journal: SqliteJournal, run_id: str, target: RecordStore, schema: Schema,
                  *, stopping: Callable[[], bool] = lambda: False, progress: Progress | None = None,
-                 file_workers: int = 8) -> None:
+                 file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> None:
         self.journal = journal
         self.run_id = run_id
         self.target = target

@@ -193,7 +193,14 @@ def _environment(name: str, value: Any, where: str, base_dir: str) -> Environmen
     for source, target in env.blob_map.items():
         _check_blob_prefix(source, where, f"{dotted}.blob_map")
         _check_blob_prefix(target, where, f"{dotted}.blob_map")
+    env.blob_map = {_bucket_root(s): _bucket_root(t) for s, t in env.blob_map.items()}
     return env
+
+
+def _bucket_root(uri: str) -> str:
+    # `gs://co-prod-data` means the bucket: without the '/', the prefix would also match
+    # `gs://co-prod-data-old/...`
+    return uri + "/" if uri.startswith("gs://") and "/" not in uri[len("gs://"):] else uri
 
 
 def _job(name: str, value: Any, where: str, environments: dict[str, EnvironmentConfig]) -> JobConfig:

@@ -22,6 +22,7 @@ from .config import Config, sqlite_path, token_value
 from .errors import InputError, Interrupted, RunStateError, SchemaError
 from .filters import parse_filters
 from .journaling import JournalSink, NullSink
+from .locks import hold_run_lock
 from .plan import APPLIED_KEYS, FILES, PlanRequest, PlanSummary, RecordAction
 from .planner import PlanContext, Planner, involved_entities
 from .schema import Schema, build_schema
@@ -106,7 +107,9 @@ async def check_blob_targets(config: Config, request: PlanRequest) -> None:
     records (sources, derived targets) are checked by the planner before the plan is sealed."""
     if not request.copy_files:
         return
-    targets = [t for t in config.environment(request.target).blob_map.values() if t.startswith("gs://")]
+    overridden = request.target_bucket is not None  # --target-bucket takes every gs:// source
+    targets = [t for s, t in config.environment(request.target).blob_map.items()
+               if t.startswith("gs://") and not (overridden and s.startswith("gs://"))]
     if request.target_bucket is not None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", request.target_bucket):
             raise InputError(f"--target-bucket {request.target_bucket!r} is not a bucket name "
@@ -167,26 +170,32 @@ async def apply(config: Config, journal: SqliteJournal, run_id: str, *,
                 stopping: Callable[[], bool] = lambda: False,
                 progress: Progress | None = None,
                 file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> ApplyResult:
-    run = journal.run(run_id)
-    if run is None:
-        raise RunStateError(f"unknown run {run_id}")
-    target = open_store(config, run.target, readonly=False)
-    try:
-        schema = await load_schema(config, target)
-        return await Applier(journal, run_id, target, schema, stopping=stopping,
-                             progress=progress, file_workers=file_workers).run()
-    finally:
-        await target.close()
+    with hold_run_lock(journal.path, run_id):
+        run = journal.run(run_id)  # read under the lock: another applier may just have ended it
+        if run is None:
+            raise RunStateError(f"unknown run {run_id}")
+        target = open_store(config, run.target, readonly=False)
+        try:
+            schema = await load_schema(config, target)
+            return await Applier(journal, run_id, target, schema, stopping=stopping,
+                                 progress=progress, file_workers=file_workers).run()
+        finally:
+            await target.close()
 
 
 async def replan(config: Config, journal: SqliteJournal, run_id: str, *,
-                 stopping: Callable[[], bool] = lambda: False) -> Planned:
+                 stopping: Callable[[], bool] = lambda: False,
+                 file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> Planned:
     """Plan a run again whose planning was cut off before its seal (nothing was applied)."""
-    run = journal.run(run_id)
-    assert run is not None
-    request = PlanRequest.from_options(run.options)
-    async with connect(config, request) as ctx:
-        return await plan(ctx, journal, stopping=stopping, run_id=run_id)
+    with hold_run_lock(journal.path, run_id):
+        run = journal.run(run_id)
+        assert run is not None
+        if run.sealed_at is not None:
+            raise RunStateError(f"run {run_id} was planned meanwhile by another process")
+        request = PlanRequest.from_options(run.options)
+        async with connect(config, request) as ctx:
+            ctx.file_workers = file_workers
+            return await plan(ctx, journal, stopping=stopping, run_id=run_id)
 
 
 async def plan_and_apply(config: Config, journal: SqliteJournal, request: PlanRequest, *,

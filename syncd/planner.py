@@ -41,7 +41,7 @@ class PlanContext:
     filters: tuple[Filter, ...]
     tree: tuple[str, ...]  # (root,) for copy; root + children for transfer
     transformer: Transformer
-    file_workers: int = 8
+    file_workers: int = blobs.DEFAULT_FILE_WORKERS
 
 
 @dataclass

@@ -25,6 +25,10 @@ class BlobRewriter:
     target_bucket: str | None = None
 
     def rewrite(self, uri: str) -> str:
+        # An explicit --target-bucket wins over config for every gs:// URI (issue 4):
+        # the person at the keyboard knows where this run's copies should go.
+        if self.target_bucket and uri.startswith("gs://"):
+            return f"gs://{self.target_bucket}/{uri[len('gs://'):].partition('/')[2]}"
         for prefix in sorted(self.blob_map, key=len, reverse=True):
             if uri.startswith(prefix):
                 return self.blob_map[prefix] + uri[len(prefix):]
@@ -36,8 +40,6 @@ class BlobRewriter:
 
     def _gcs(self, uri: str) -> str:
         bucket, _, key = uri[len("gs://"):].partition("/")
-        if self.target_bucket:
-            return f"gs://{self.target_bucket}/{key}"
         if self.source_env in bucket:
             return f"gs://{bucket.replace(self.source_env, self.target_env)}/{key}"
         raise InputError(

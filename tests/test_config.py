@@ -198,6 +198,15 @@ def test_blob_map_validated(tmp_path: Path, mapping: str) -> None:
     assert "environments.dev.blob_map" in message
 
 
+def test_a_bare_bucket_in_blob_map_means_the_whole_bucket(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text('[environments.dev]\nrecords = "sqlite:///d.db"\n'
+                    'blob_map = { "gs://co-prod-data" = "gs://co-dev-data" }\n')
+    env = load_config(str(path)).environment("dev")
+    # so gs://co-prod-data-old/x is not rewritten as if it were in co-prod-data
+    assert env.blob_map == {"gs://co-prod-data/": "gs://co-dev-data/"}
+
+
 @pytest.mark.parametrize("name", ["prod.eu", "pr od", "prød"])
 def test_environment_names(tmp_path: Path, name: str) -> None:
     message = error_of(tmp_path, f'[environments."{name}"]\nrecords = "sqlite:///d.db"\n')

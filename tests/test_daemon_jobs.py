@@ -14,7 +14,7 @@ import pytest
 import world as world_module
 from conftest import run, run_process, snapshot
 from daemon_support import INTERNAL, add_job, add_videos, ids
-from syncd.daemon.lock import job_lock
+from syncd.locks import job_lock
 
 JOB = {"kind": "transfer", "source": "prod", "target": "dev", "entity": "videos",
        "filters": ["collection_meta.data_source:eq:internal"], "copy_files": True, "limit": 5,

@@ -117,6 +117,15 @@ def test_blob_map_comes_first(gs_world: world_module.World, emulator: Emulator) 
     assert emulator.objects("co-dev-data") == {}
 
 
+def test_target_bucket_overrides_blob_map_too(gs_world: world_module.World,
+                                             emulator: Emulator) -> None:
+    emulator.create_bucket("co-scratch")
+    with_blob_map(gs_world, "gs://co-prod-data/", "gs://co-archive/from-prod/")
+    result = run(gs_world, *TRANSFER, "--target-bucket", "co-scratch")
+    assert result.code == 0, result.stderr
+    assert_copied(emulator, gs_world, "gs://co-scratch/")
+
+
 def test_file_to_gs_streams_up_and_a_rerun_compares_by_crc32c(
         tmp_path: Path, emulator: Emulator) -> None:
     w = world_module.build_world(tmp_path / "w", videos=VIDEOS)

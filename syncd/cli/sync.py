@@ -232,7 +232,8 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
         return
     if row.sealed_at is None:
         err.print(f"Run {run_id} was cut off while planning; planning it again.")
-        anyio.run(lambda: ops.replan(config, journal, run_id, stopping=STOP))
+        anyio.run(lambda: ops.replan(config, journal, run_id, stopping=STOP,
+                                     file_workers=file_workers))
         row = journal.run(run_id)
         assert row is not None
     left = [e for e in journal.entries(run_id, states=("pending", "failed"))]

@@ -31,7 +31,7 @@ from ..config import Config
 from ..errors import Interrupted, SyncdError
 from . import logs
 from .jobs import Job, check_jobs, load_jobs
-from .lock import hold_daemon_lock, job_lock
+from ..locks import hold_daemon_lock, job_lock
 from .logs import Log
 from .metrics import JournalCollector, exposition, registry_for
 from .schedule import utcnow
