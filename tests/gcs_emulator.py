@@ -41,6 +41,8 @@ class Emulator:
         self.kind = kind
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.marker = f"emulator-marker-{self.port}"
+        self._restarted = False
 
     @property
     def url(self) -> str:
@@ -61,6 +63,14 @@ class Emulator:
         with self.log.open("ab") as log:  # kept for a failing test to show
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=log)
         self._wait_ready()
+        # The port was free when chosen, but while this emulator was stopped another
+        # server (a concurrent test run) may have taken it: a marker bucket proves that
+        # the server answering is this one, with this one's data.
+        if self._restarted:
+            self._json("GET", f"/storage/v1/b/{self.marker}")
+        else:
+            self.create_bucket(self.marker)
+            self._restarted = True
         return self
 
     @property
