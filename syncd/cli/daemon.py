@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -15,18 +14,20 @@ import click
 
 from .. import operations as ops
 from .. import render
+from ..config import Config
 from ..errors import InputError
+from ..locks import job_lock
 from ..plan import PlanSummary
 from ..render import err, out
 from .app import EXIT_FAILED, STOP, cli, config_of
 
 
-def _daemon_package() -> ModuleType:
+def _need_daemon_extra() -> None:
+    """The daemon modules, imported below inside each command, need the `daemon` extra."""
     try:
-        import syncd.daemon.runner
+        import syncd.daemon.runner  # noqa: F401  (imports every third-party module it needs)
     except ImportError as exc:
         raise InputError(f"the daemon needs the daemon extra: pip install 'syncd[daemon]' ({exc})") from None
-    return syncd.daemon
 
 
 @cli.command()
@@ -41,8 +42,9 @@ def _daemon_package() -> ModuleType:
 @click.pass_context
 def daemon(ctx: click.Context, once: bool, status_addr: str | None, log_format: str, grace: float) -> None:
     """Run the jobs of syncd.toml on their schedules, and runs queued with --queue."""
-    package = _daemon_package()
-    sys.exit(package.runner.main(config_of(ctx), once=once, status_addr=status_addr,
+    _need_daemon_extra()
+    from ..daemon import runner
+    sys.exit(runner.main(config_of(ctx), once=once, status_addr=status_addr,
                                  log_format=log_format, grace=grace, stopped_before=STOP))
 
 
@@ -53,23 +55,26 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
     """The jobs of syncd.toml with their last and next runs; `jobs run NAME` runs one now."""
     if ctx.invoked_subcommand is not None:
         return
-    package = _daemon_package()
+    _need_daemon_extra()
+    from ..daemon import jobs as daemon_jobs, schedule, status
     config = config_of(ctx)
-    defined = package.jobs.load_jobs(config)
+    defined = daemon_jobs.load_jobs(config)
     journal = ops.journal_for(config) if ops.journal_path(config).exists() else None
-    since = package.schedule.utcnow()
-    views = [package.status.job_view(journal, job, since, _held(package, config, job.name))
-             for job in defined]
+    since = schedule.utcnow()
+    views = [status.job_view(journal, job, since, _held(config, job.name)) for job in defined]
     if as_json:
         print(json.dumps({"jobs": views}))
+        return
+    if not views:
+        out.print("No jobs: syncd.toml has no [jobs.NAME] section (see the README's daemon section).")
         return
     out.print(render.simple_table("Jobs", ["Job", "Kind", "Source → target", "Schedule", "Last run",
                                            "Status", "Last success", "Next due", "Mark"],
                                   [_job_row(v) for v in views]))
 
 
-def _held(package: ModuleType, config: Any, name: str) -> bool:
-    return bool(package.lock.job_lock(ops.journal_path(config), name).held_elsewhere())
+def _held(config: Config, name: str) -> bool:
+    return job_lock(ops.journal_path(config), name).held_elsewhere()
 
 
 def _job_row(view: dict[str, Any]) -> list[Any]:
@@ -88,16 +93,17 @@ def _job_row(view: dict[str, Any]) -> list[Any]:
 @click.pass_context
 def run_job(ctx: click.Context, name: str, as_json: bool, log_format: str) -> None:
     """Run job NAME now: resume its unfinished run if it has one, then run it anew."""
-    package = _daemon_package()
+    _need_daemon_extra()
+    from ..daemon import jobs as daemon_jobs, logs, turn
     config = config_of(ctx)
-    job = package.jobs.find_job(package.jobs.load_jobs(config), name)
-    anyio.run(package.jobs.check_job, config, job)
-    lock = package.lock.job_lock(ops.journal_path(config), name)
+    job = daemon_jobs.find_job(daemon_jobs.load_jobs(config), name)
+    anyio.run(daemon_jobs.check_job, config, job)
+    lock = job_lock(ops.journal_path(config), name)
     if not lock.acquire():
         raise InputError(f"job {name!r} is running in another process (pid {lock.holder()})")
     with lock, ops.journal_for(config) as journal:
-        log = package.logs.setup(log_format)
-        done = anyio.run(lambda: package.turn.take_turn(
+        log = logs.setup(log_format)
+        done = anyio.run(lambda: turn.take_turn(
             config, journal, job, log=log, due=lambda last: True, stopping=STOP))
         _report(journal, name, done, as_json)
     statuses = {status for _, status in done}
