@@ -66,7 +66,8 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
         print(json.dumps({"jobs": views}))
         return
     if not views:
-        out.print("No jobs: syncd.toml has no [jobs.NAME] section (see the README's daemon section).")
+        out.print("No jobs: syncd.toml has no [jobs.NAME] section (see the README's daemon section).",
+                  markup=False)
         return
     out.print(render.simple_table("Jobs", ["Job", "Kind", "Source → target", "Schedule", "Last run",
                                            "Status", "Last success", "Next due", "Mark"],
