@@ -9,7 +9,6 @@ for what is not done, so its cost follows what is left.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
@@ -25,13 +24,12 @@ from .clock import now
 from .errors import RunStateError, StoreError, TransientError
 from .payload import row_hash, unpack_rows
 from .plan import FILES
+from .retry import RETRIES, backoff
 from .schema import Entity, Schema
 from .stores.base import RecordStore
 from .tasks import task_group
 
-RETRIES = 5
 READ_AHEAD = 2  # entries loaded ahead of the one being written: bounds memory
-BACKOFF = 0.05  # seconds; doubled per attempt, with jitter
 
 
 Loaded = tuple[EntryRow, EntryPlanned, list[list[Any]]]
@@ -137,7 +135,7 @@ class Applier:
                 if retries >= RETRIES:
                     return self._outcome(entry, "failed", None, str(exc), retries)
                 retries += 1
-                await anyio.sleep(BACKOFF * 2 ** retries * (0.5 + random.random()))
+                await anyio.sleep(backoff(retries))
             except StoreError as exc:
                 return self._outcome(entry, "failed", None, str(exc), retries)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError, PermanentError, TransientError
+from ..retry import retrying
 from .base import BlobStat, BlobStore, Planned
 from .checksums import crc32c_of_file
 from .gcs import GcsBlobStore, TargetExists  # google-cloud-storage itself loads on first use
 from .local import LocalBlobStore, path_of, receive
-from .retry import retrying
 
 __all__ = ["BlobStat", "BlobStore", "LocalBlobStore", "Planned", "check_buckets", "ensure",
            "put", "retrying", "same", "stat", "store_for"]

@@ -26,9 +26,9 @@ from typing import Any, BinaryIO, Iterator
 
 from .. import failpoints
 from ..errors import InputError, PermanentError, TransientError
+from ..retry import retrying
 from .base import BlobStat, Planned
 from .checksums import crc32c_of_file
-from .retry import retrying
 
 POOL = 64  # HTTP connections kept per host: the most --file-workers allows
 CHUNK = 8 << 20  # resumable uploads above 8 MiB go in chunks this big (bounds memory per worker)
