@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -224,6 +225,20 @@ def _video_chunk(rng: random.Random, parents: dict[str, list[tuple]], files_uri:
                                         f"{files_uri}/steps/{sid}.json", debug,
                                         _ts(at + 60 * (k + 1))))
     return rows
+
+
+def add_videos(world: World, n: int, seed: int) -> None:
+    """Insert n videos (with their children and files) into prod, created after every
+    video already there; deterministic from the seed."""
+    with closing(sqlite3.connect(world.prod_db, timeout=30)) as db, db:  # one transaction
+        parents = {table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+                   for table in ("devices", "locations", "vendors", "collectors")}
+        start = db.execute("SELECT COUNT(*) FROM videos").fetchone()[0]
+        total = world.counts["videos"]  # created_at grows with the index: past the end of the year
+        chunk = _video_chunk(random.Random(seed), parents, blob_root(world), start, n, total, 4)
+        _write_blobs(world, chunk)  # files first: a record never points at nothing
+        for table, rows in chunk.items():
+            _insert(db, table, rows)
 
 
 # -- files --------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -32,21 +31,6 @@ def set_job_field(w: world_module.World, key: str, value: Any) -> None:
     changed = [f"{key} = {json.dumps(value)}" if line.startswith(f"{key} = ") else line for line in text]
     assert changed != text, key
     w.config.write_text("\n".join(changed) + "\n")
-
-
-def add_videos(w: world_module.World, n: int, seed: int) -> None:
-    """Insert n videos (with their children and files) into prod, created after every
-    video already there; deterministic from the seed."""
-    with closing(sqlite3.connect(w.prod_db, timeout=30)) as db, db:  # one transaction
-        parents = {table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
-                   for table in ("devices", "locations", "vendors", "collectors")}
-        start = db.execute("SELECT COUNT(*) FROM videos").fetchone()[0]
-        total = w.counts["videos"]  # created_at grows with the index: past the end of the year
-        chunk = world_module._video_chunk(random.Random(seed), parents, world_module.blob_root(w),
-                                          start, n, total, 4)
-        world_module._write_blobs(w, chunk)  # files first: a record never points at nothing
-        for table, rows in chunk.items():
-            world_module._insert(db, table, rows)
 
 
 def run_statuses(w: world_module.World) -> dict[str, str]:

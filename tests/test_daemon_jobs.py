@@ -13,7 +13,7 @@ import pytest
 
 import world as world_module
 from conftest import run, run_process, snapshot
-from daemon_support import INTERNAL, add_job, add_videos, ids
+from daemon_support import INTERNAL, add_job, ids
 from syncd.locks import job_lock
 
 JOB = {"kind": "transfer", "source": "prod", "target": "dev", "entity": "videos",
@@ -118,7 +118,7 @@ def test_jobs_run_selects_only_past_the_mark_until_everything_is_copied(w: world
     full, rest = divmod(len(internal), 5)
     assert selected == [5] * full + [rest] + [0] * (len(selected) - full - 1)
     assert sorted(ids(w.dev_db, "SELECT id FROM videos")) == sorted(internal)
-    add_videos(w, 8, seed=1)
+    world_module.add_videos(w, 8, seed=1)
     new = [v for v in ids(w.prod_db, INTERNAL) if v not in internal]
     result = run(w, "jobs", "run", "staging", "--json").json()["runs"][0]
     assert result["plan"]["entities"]["videos"]["selected"] == min(5, len(new)) > 0

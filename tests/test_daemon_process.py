@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import world as world_module
 from conftest import files, run, run_process, snapshot
-from daemon_support import (INTERNAL, DaemonProcess, add_job, add_videos, ids, poll,
+from daemon_support import (INTERNAL, DaemonProcess, add_job, ids, poll,
                             run_statuses)
 from journal import RunRow, SqliteJournal
 
@@ -65,7 +65,7 @@ def test_a_one_second_job_copies_records_added_to_prod_and_selects_only_new_ones
     try:
         first = sorted(ids(w.prod_db, INTERNAL))
         poll(lambda: dev_videos(w) == first, what="prod's records in dev")
-        add_videos(w, 8, seed=3)
+        world_module.add_videos(w, 8, seed=3)
         everything = sorted(ids(w.prod_db, INTERNAL))
         new = len(everything) - len(first)
         assert new > 0
