@@ -71,7 +71,7 @@ def job_view(journal: SqliteJournal | None, job: Job, since: datetime, running: 
 
 
 def queued_view(journal: SqliteJournal | None) -> list[dict[str, Any]]:
-    waiting = queued_runs(journal, ("planning", "planned", "applying", "interrupted", "failed"))
+    waiting = queued_runs(journal, UNFINISHED)
     return [{"run_id": r.run, "status": r.status, "kind": r.kind, "source": r.source,
              "target": r.target, "started_at": r.started_at} for r in waiting]
 
