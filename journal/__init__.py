@@ -4,6 +4,7 @@ Knows runs, entries and keyed records; nothing about what they mean to syncd.
 """
 from __future__ import annotations
 
+from .base import Journal
 from .errors import (
     AmbiguousRun,
     JournalError,
@@ -27,11 +28,16 @@ from .events import (
 )
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .sqlite import SqliteJournal
+from .states import (
+    ENTRY_STATES, FINISH_STATUSES, OPS, OUTCOMES, RUN_STATUSES, TODO_STATES, UNFINISHED, EntryState,
+    FinishStatus, Op, Outcome, RunStatus,
+)
 from .url import open_journal
 
 __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
-    "Event", "HistoryRow", "JournalError", "JournalIntegrityError", "JournalStorageError",
+    "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "HistoryRow",
+    "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
     "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",
     "open_journal",

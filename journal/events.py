@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from .states import EntryState, FinishStatus, Op, Outcome
+
 
 class Event(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     run: str
@@ -25,8 +27,8 @@ class RunStarted(Event, frozen=True):
 
 class EntryPlanned(Event, frozen=True):
     entry: int  # 1-based position in the run's plan; applied in this order
-    entity: str  # entity name, or "files" for blob copies
-    op: str  # create | update | copy
+    entity: str  # entity name; for op "copy" a label only ("files"): ops tell entries apart
+    op: Op
     columns: list[str]  # names of the row fields in payload order
     keys: list[str]  # one key per row (str of the primary key; source URI for files)
     hashes: list[str]  # content hash per row (blake2b-128 hex of the row's msgpack)
@@ -44,14 +46,14 @@ class ApplyStarted(Event, frozen=True):
 
 class EntryApplied(Event, frozen=True):
     entry: int
-    state: str  # done | failed
-    outcomes: list[str]  # parallel to the entry's keys: created | skipped | updated | failed
+    state: EntryState  # done | failed
+    outcomes: list[Outcome]  # parallel to the entry's keys
     error: str | None = None
     retries: int = 0
 
 
 class RunFinished(Event, frozen=True):
-    status: str  # completed | failed | interrupted
+    status: FinishStatus
     error: str | None = None
 
 

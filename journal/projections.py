@@ -18,8 +18,7 @@ from .events import (
     AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunFinished,
     RunStarted,
 )
-
-OUTCOMES = ("created", "skipped", "updated", "failed")
+from .states import OUTCOMES
 
 # Sorted keys, so that the same options always give the same stored text.
 _json = msgspec.json.Encoder(order="sorted")

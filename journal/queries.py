@@ -14,6 +14,7 @@ import msgspec
 from .errors import JournalIntegrityError
 from .index import KeysHashes, keys_hashes_decoder, khash
 from .rows import EntryRow, HistoryRow, MarkRow, RunRow
+from .states import OUTCOMES, Outcome
 
 _RUN_SELECT = """
 SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.sealed_at,
@@ -38,11 +39,11 @@ JOIN runs r ON r.run = e.run
 WHERE ri.khash = ?
 """
 
-_outcomes = msgspec.msgpack.Decoder(list[str])
+_outcomes = msgspec.msgpack.Decoder(list[Outcome])
 
 
 def _run_row(row: tuple[Any, ...]) -> RunRow:
-    counts = dict(zip(("created", "skipped", "updated", "failed"), row[13:17]))
+    counts = dict(zip(OUTCOMES, row[13:17]))
     return RunRow(
         run=row[0], kind=row[1], source=row[2], target=row[3],
         options=msgspec.json.decode(row[4]), status=row[5], started_at=row[6],

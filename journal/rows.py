@@ -1,11 +1,12 @@
 """Read-side values: what queries on the journal return."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from .events import AnyEvent
+from .states import EntryState, Op, Outcome, RunStatus
 
 
 class Recorded(msgspec.Struct, frozen=True):
@@ -25,7 +26,7 @@ class RunRow(msgspec.Struct, frozen=True):
     source: str
     target: str
     options: dict[str, Any]
-    status: str  # planning | planned | applying | completed | failed | interrupted
+    status: RunStatus
     started_at: str
     sealed_at: str | None
     finished_at: str | None
@@ -51,9 +52,9 @@ class EntryRow(msgspec.Struct, frozen=True):
     run: str
     entry: int
     entity: str
-    op: str
+    op: Op
     records: int
-    state: str  # pending | done | failed
+    state: EntryState
     error: str | None
     created: int
     skipped: int
@@ -69,10 +70,10 @@ class HistoryRow(msgspec.Struct, frozen=True):
     entry: int
     entity: str
     key: str
-    op: str
+    op: Op
     hash: str
     planned_at: str
-    outcome: str  # created | skipped | updated | failed | pending
+    outcome: Outcome | Literal["pending"]
     applied_at: str | None
     kind: str
     source: str

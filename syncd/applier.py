@@ -16,14 +16,13 @@ from typing import Any, Callable
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from journal import EntryRow, SqliteJournal
+from journal import TODO_STATES, EntryRow, EntryState, FinishStatus, Journal, Outcome
 from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
 from . import blobs, failpoints
 from .clock import now
 from .errors import RunStateError, StoreError, TransientError
 from .payload import row_hash, unpack_rows
-from .plan import FILES
 from .retry import RETRIES, backoff
 from .schema import Entity, Schema
 from .stores.base import RecordStore
@@ -37,7 +36,7 @@ Loaded = tuple[EntryRow, EntryPlanned, list[list[Any]]]
 
 @dataclass
 class ApplyResult:
-    status: str  # completed | failed | interrupted
+    status: FinishStatus
     failures: list[str] = field(default_factory=list)
 
 
@@ -52,7 +51,7 @@ class Progress:
 
 
 class Applier:
-    def __init__(self, journal: SqliteJournal, run_id: str, target: RecordStore, schema: Schema,
+    def __init__(self, journal: Journal, run_id: str, target: RecordStore, schema: Schema,
                  *, stopping: Callable[[], bool] = lambda: False, progress: Progress | None = None,
                  file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> None:
         self.journal = journal
@@ -70,7 +69,7 @@ class Applier:
             raise RunStateError(f"run {self.run_id} has no sealed plan")
         if run.status == "completed":
             raise RunStateError(f"run {self.run_id} is already completed")
-        todo = list(self.journal.entries(self.run_id, states=("pending", "failed")))
+        todo = list(self.journal.entries(self.run_id, states=TODO_STATES))
         self._resuming = run.attempts > 0  # an earlier attempt may have written pending entries
         self.progress.on_start(sum(e.records for e in todo))
         await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
@@ -91,7 +90,7 @@ class Applier:
                 if self.stopping():
                     result.status = "interrupted"
                     return
-                if row.entity in blocked:
+                if row.op != "copy" and row.entity in blocked:
                     continue
                 failpoints.hit("apply.before-entry")
                 applied = await self._apply(entry, rows)
@@ -104,7 +103,7 @@ class Applier:
                 if applied.state == "failed":
                     result.status = "failed"
                     result.failures.append(f"{row.entity} entry {row.entry}: {applied.error}")
-                    if row.entity != FILES:  # file failures never stop records (grace semantics)
+                    if row.op != "copy":  # file failures never stop records (grace semantics)
                         blocked |= dependents(self.schema, row.entity)
 
     async def _read_ahead(self, todo: list[EntryRow], send: MemoryObjectSendStream[Loaded]) -> None:
@@ -158,7 +157,7 @@ class Applier:
 
     async def _copy_files(self, entry: EntryPlanned, rows: list[list[Any]]) -> EntryApplied:
         """Copies file_workers at a time; each one's failure is its own (the others go on)."""
-        outcomes: list[str] = ["failed"] * len(rows)
+        outcomes: list[Outcome] = ["failed"] * len(rows)
         errors: list[str] = []
         limiter = anyio.CapacityLimiter(self.file_workers)
         self.progress.on_files(len(rows), sum(r[2] or 0 for r in rows))
@@ -174,10 +173,10 @@ class Applier:
         async with task_group() as tg:
             for i, (src, dst, *planned) in enumerate(rows):
                 tg.start_soon(one, i, src, dst, blobs.Planned(*planned))
-        state = "failed" if errors else "done"
+        state: EntryState = "failed" if errors else "done"
         return self._outcome(entry, state, outcomes, "; ".join(errors[:3]) or None, 0)
 
-    def _outcome(self, entry: EntryPlanned, state: str, outcomes: list[str] | None,
+    def _outcome(self, entry: EntryPlanned, state: EntryState, outcomes: list[Outcome] | None,
                  error: str | None, retries: int) -> EntryApplied:
         return EntryApplied(run=self.run_id, at=now(), entry=entry.entry, state=state,
                             outcomes=outcomes or ["failed"] * len(entry.keys),
@@ -187,7 +186,7 @@ class Applier:
         await anyio.to_thread.run_sync(partial(self.journal.append, [event], durable=durable))
 
 
-def copy_file(src: str, dst: str, planned: blobs.Planned, resuming: bool) -> str:
+def copy_file(src: str, dst: str, planned: blobs.Planned, resuming: bool) -> Outcome:
     """created, or skipped when the target already holds the planned bytes. On resume those
     bytes were put there by this run's interrupted attempt: created, as for records.
 

@@ -17,14 +17,12 @@ from urllib.parse import urlsplit
 import msgspec
 
 from .errors import ConfigError
+from .request import RunSpec
 
 DEFAULT_FILE = "syncd.toml"
 ENV_VAR = "SYNCD_CONFIG"
 
 _ENV_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_BLOB_SCHEMES = ("file", "gs")
-_NOT_YET = {"postgresql": "Postgres", "postgres": "Postgres"}
-_HTTP_SCHEMES = ("http", "https")
 _TOKEN_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -56,27 +54,17 @@ class EntityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     compare_ignore: list[str] = []
 
 
-class JobConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """`[jobs.NAME]`: a copy or transfer the daemon runs on a schedule (`every` or `cron`).
+class JobConfig(RunSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`[jobs.NAME]`: a run request (syncd/request.py) the daemon runs on a schedule.
 
     Schedules are parsed, and entities and fields checked against the stores, when the
-    daemon starts (syncd/daemon/jobs.py); here only the shape of the section is checked.
+    daemon starts (syncd/daemon/jobs.py); here the request's own rules and the shape of the
+    schedule are checked.
     """
 
-    kind: str  # copy | transfer
-    source: str
-    target: str
-    entity: str | None = None
-    filters: list[str] = []
-    limit: int | None = None  # root records per run
-    clear: list[str] = []
-    copy_files: bool = False
-    target_bucket: str | None = None
-    update: bool = False
     every: str | None = None  # "15m", "1h30m", "45s", "1d"
     cron: str | None = None  # "0 3 * * *", in `timezone`
     timezone: str = "UTC"
-    incremental: str | None = None  # column: each run selects only roots past the mark
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -190,17 +178,9 @@ def _environment(name: str, value: Any, where: str, base_dir: str) -> Environmen
     env.token = _token(env, where, dotted)
     if not env.timeout > 0:
         raise ConfigError(f"{where}{dotted}.timeout: must be more than 0 seconds")
-    for source, target in env.blob_map.items():
-        _check_blob_prefix(source, where, f"{dotted}.blob_map")
-        _check_blob_prefix(target, where, f"{dotted}.blob_map")
-    env.blob_map = {_bucket_root(s): _bucket_root(t) for s, t in env.blob_map.items()}
+    env.blob_map = {_blob_prefix(s, where, f"{dotted}.blob_map"): _blob_prefix(t, where, f"{dotted}.blob_map")
+                    for s, t in env.blob_map.items()}
     return env
-
-
-def _bucket_root(uri: str) -> str:
-    # `gs://co-prod-data` means the bucket: without the '/', the prefix would also match
-    # `gs://co-prod-data-old/...`
-    return uri + "/" if uri.startswith("gs://") and "/" not in uri[len("gs://"):] else uri
 
 
 def _job(name: str, value: Any, where: str, environments: dict[str, EnvironmentConfig]) -> JobConfig:
@@ -209,14 +189,9 @@ def _job(name: str, value: Any, where: str, environments: dict[str, EnvironmentC
         raise ConfigError(f"{where}{dotted}: job names may only use letters, digits, '_' and '-'")
     job = _convert(value, JobConfig, where, dotted)
     problems = {
-        "kind": f"must be \"copy\" or \"transfer\", got {job.kind!r}"
-        if job.kind not in ("copy", "transfer") else None,
         "source": _unknown_environment(job.source, environments),
-        "target": _unknown_environment(job.target, environments)
-        or ("the same environment as source" if job.target == job.source else None),
-        "entity": "required for a copy job" if job.kind == "copy" and not job.entity else None,
-        "limit": "must be 1 or more" if job.limit is not None and job.limit < 1 else None,
-        "copy_files": "only transfer jobs copy files" if job.copy_files and job.kind == "copy" else None,
+        "target": _unknown_environment(job.target, environments),
+        **job.problems(),  # the rules every run request follows, CLI or job
         "every": "give either every or cron, not both" if job.every and job.cron
         else "give every (e.g. \"15m\") or cron (e.g. \"0 3 * * *\")" if not (job.every or job.cron)
         else None,
@@ -295,38 +270,35 @@ def _resolve_sqlite(url: str, base_dir: str, where: str, dotted: str) -> str:
 
 
 def _records_url(url: str, base_dir: str, where: str, dotted: str) -> str:
-    scheme = _scheme(url)
-    if scheme == "sqlite":
-        return _resolve_sqlite(url, base_dir, where, dotted)
-    if scheme in _HTTP_SCHEMES:
-        return _http_url(url, where, dotted)
-    if scheme in _NOT_YET:
-        raise ConfigError(f"{where}{dotted}: {_NOT_YET[scheme]} record stores are not supported yet")
-    raise ConfigError(f"{where}{dotted}: unsupported record store URL {url!r} "
-                      "(use sqlite:///PATH or https://HOST/PATH)")
+    from .stores import RECORD_STORES  # the registry imports this module: resolved at call time
+    try:
+        return RECORD_STORES.for_url(url).check_url(url, base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{dotted}: {exc}") from None
 
 
-def _http_url(url: str, where: str, dotted: str) -> str:
+def http_base_url(url: str) -> str:
     """The base URL of a `syncd serve` API, without a trailing '/'."""
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ConfigError(f"{where}{dotted}: {url!r} names no host")
+        raise ConfigError(f"{url!r} names no host")
     if parts.username or parts.password:
         # credentials in a URL end up in logs; the token is the one credential
-        raise ConfigError(f"{where}{dotted}: no credentials in the URL; use token = \"${{VAR}}\"")
+        raise ConfigError("no credentials in the URL; use token = \"${VAR}\"")
     if parts.query or parts.fragment:
-        raise ConfigError(f"{where}{dotted}: {url!r} must not have a query or fragment")
+        raise ConfigError(f"{url!r} must not have a query or fragment")
     try:
         parts.port  # noqa: B018  (raises on a malformed port)
     except ValueError:
-        raise ConfigError(f"{where}{dotted}: {url!r} has an invalid port") from None
+        raise ConfigError(f"{url!r} has an invalid port") from None
     return url.rstrip("/")
 
 
 def _token(env: EnvironmentConfig, where: str, dotted: str) -> str | None:
     """Check that `token` is written `"${VAR}"`; it is expanded only when the store is opened
     (`token_value`), so commands that never open this environment do not need its secret."""
-    is_http = _scheme(env.records) in _HTTP_SCHEMES
+    from .stores import RECORD_STORES
+    is_http = RECORD_STORES.for_url(env.records).takes_token
     if env.token is None:
         if is_http:
             raise ConfigError(f"{where}{dotted}.token: required for an HTTP record store "
@@ -352,19 +324,10 @@ def token_value(name: str, env: EnvironmentConfig) -> str:
     return value
 
 
-def _check_blob_prefix(uri: str, where: str, dotted: str) -> None:
-    scheme = _scheme(uri)
-    if scheme not in _BLOB_SCHEMES or not uri.startswith(f"{scheme}://"):
-        raise ConfigError(
-            f"{where}{dotted}: {uri!r} is not a blob URI prefix (use file:///DIR/ or gs://BUCKET/)"
-        )
-    if scheme == "file" and not (uri.startswith("file:///") and uri.endswith("/")):
-        # a prefix without '/' would also rewrite siblings: file:///srv/a matches /srv/ab/x
-        raise ConfigError(f"{where}{dotted}: {uri!r} must be an absolute file:/// URI ending with '/'")
-    if scheme == "gs" and not re.match(r"gs://[a-z0-9][a-z0-9._-]*(/|$)", uri):
-        raise ConfigError(f"{where}{dotted}: {uri!r} does not name a bucket")
-
-
-def _scheme(url: str) -> str:
-    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", url)
-    return match[1].lower() if match else ""
+def _blob_prefix(uri: str, where: str, dotted: str) -> str:
+    """A blob_map prefix checked and normalised by its scheme's store."""
+    from .blobs import BLOB_STORES
+    try:
+        return BLOB_STORES.for_url(uri)().check_prefix(uri)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{dotted}: {exc}") from None

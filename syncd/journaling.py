@@ -12,13 +12,14 @@ from typing import Any
 
 import anyio
 
-from journal import SqliteJournal
+from journal import FinishStatus, Journal
 from journal.events import AnyEvent, EntryPlanned, PlanSealed, RunFinished, RunStarted
 
 from . import failpoints
 from .clock import now
 from .payload import pack_rows, row_hash
-from .plan import PlannedEntry, PlanRequest, PlanSummary
+from .plan import PlannedEntry, PlanSummary
+from .request import RunRequest
 
 GROUP_RECORDS = 20_000  # records per durable append: few fsyncs, bounded memory
 QUEUE = 4  # planned entries waiting for the writer: bounds memory
@@ -38,7 +39,7 @@ class JournalSink:
     drains what is queued and returns; then `seal()` (or `abort()` on failure).
     """
 
-    def __init__(self, journal: SqliteJournal, run_id: str, request: PlanRequest) -> None:
+    def __init__(self, journal: Journal, run_id: str, request: RunRequest) -> None:
         self.journal = journal
         self.run_id = run_id
         self.entries = 0
@@ -72,7 +73,7 @@ class JournalSink:
                                         summary=summary.to_json()))
         await self._flush()
 
-    async def abort(self, status: str, error: str | None) -> None:
+    async def abort(self, status: FinishStatus, error: str | None) -> None:
         """Planning stopped before the seal: nothing was applied; resume plans again."""
         self._pending.clear()
         if self._started:

@@ -1,41 +1,20 @@
-"""Value objects of a plan: the request, the per-entity counts, the planned entries."""
+"""Value objects of a plan: the per-entity counts, the planned entries, the `-v` lines.
+
+The request itself is syncd/request.py; states and ops are journal/states.py.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
-FILES = "files"  # the entity name of blob-copy entries
-APPLIED_KEYS = ("created", "updated", "skipped", "failed")  # per-entity outcome counts
+from journal import Op, Outcome
 
-
-@dataclass(frozen=True)
-class PlanRequest:
-    kind: str  # copy | transfer
-    source: str
-    target: str
-    entity: str | None = None
-    filters: tuple[str, ...] = ()
-    limit: int | None = None
-    clear: tuple[str, ...] = ()
-    copy_files: bool = False
-    target_bucket: str | None = None
-    update: bool = False
-    # Incremental selection (daemon jobs): roots in (incremental, key) order, strictly after
-    # `after` = (value, key), the job's high-water mark; rows with a NULL column are left out.
-    incremental: str | None = None
-    after: tuple[Any, Any] | None = None
-    job: str | None = None  # the daemon job this run belongs to
-    queued: bool = False  # planned for a running daemon to apply (`--plan-only --queue`)
-
-    def options(self) -> dict[str, Any]:
-        """What RunStarted records: enough to plan the run again, never a secret."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "PlanRequest":
-        known: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                 for k, v in options.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+# The label of file-copy entries in tables and the journal. Entries are told apart by their
+# op ("copy"), never by this name: a user table may be called "files" too.
+FILES = "files"
+APPLIED_KEYS: tuple[Outcome, ...] = ("created", "updated", "skipped", "failed")  # display order
+# One line of the `-v` listing says what the plan does with a record or file.
+Action = Literal["create", "skip", "update", "match", "copy", "conflict"]
 
 
 @dataclass
@@ -83,7 +62,7 @@ class PlanSummary:
 @dataclass
 class PlannedEntry:
     entity: str
-    op: str  # create | update | copy
+    op: Op
     columns: list[str]
     keys: list[Any]
     rows: Sequence[Sequence[Any]]
@@ -95,5 +74,6 @@ class RecordAction:
 
     entity: str
     key: Any
-    action: str  # create | skip | update | match | copy | conflict
+    action: Action
     note: str = ""
+    kind: Literal["record", "file"] = "record"

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .plan import APPLIED_KEYS, FILES, PlanSummary, RecordAction
+from .plan import APPLIED_KEYS, PlanSummary, RecordAction
 from .schema import Schema
 
 def _console(stderr: bool) -> Console:
@@ -45,13 +45,13 @@ def files_line(summary: PlanSummary) -> str:
 
 
 def actions_tables(actions: Iterable[RecordAction]) -> list[Table]:
-    by_entity: dict[str, list[RecordAction]] = {}
-    for a in actions:
-        by_entity.setdefault(a.entity, []).append(a)
+    by_entity: dict[tuple[str, str], list[RecordAction]] = {}
+    for a in actions:  # a user table may be named "files": records and files stay apart
+        by_entity.setdefault((a.kind, a.entity), []).append(a)
     tables = []
-    for entity, rows in by_entity.items():
+    for (kind, entity), rows in by_entity.items():
         table = Table(title=entity, box=box.SIMPLE, title_justify="left")
-        for h in ("Key" if entity != FILES else "Source", "Action", "Detail"):
+        for h in ("Key" if kind == "record" else "Source", "Action", "Detail"):
             table.add_column(h)
         for a in rows:
             table.add_row(str(a.key), a.action, a.note)

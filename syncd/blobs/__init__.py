@@ -11,33 +11,41 @@
 """
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..errors import InputError, PermanentError, TransientError
+from ..registry import Registry, scheme_of
 from ..retry import retrying
 from .base import BlobStat, BlobStore, Planned
 from .checksums import crc32c_of_file
 from .gcs import GcsBlobStore, TargetExists  # google-cloud-storage itself loads on first use
 from .local import LocalBlobStore, path_of, receive
 
-__all__ = ["BlobStat", "BlobStore", "LocalBlobStore", "Planned", "check_buckets", "ensure",
-           "put", "retrying", "same", "stat", "store_for"]
+__all__ = ["BLOB_STORES", "BlobStat", "BlobStore", "LocalBlobStore", "Planned", "check_buckets",
+           "ensure", "put", "retrying", "same", "stat", "store_for"]
 
 DEFAULT_FILE_WORKERS = 32  # copies and checks in flight: network-bound, so many more than cores
 MAX_FILE_WORKERS = 64  # the GCS client's connection pool size
+LOCAL = "file"  # the scheme whose blobs are files on this machine: the bridge between stores
 
-_LOCAL = LocalBlobStore()
-_GCS = GcsBlobStore()
+# Scheme → a factory of the process's one store of that scheme (built on first use).
+BLOB_STORES: Registry[Callable[[], BlobStore]] = Registry(
+    "blob URI", "file:///DIR/ or gs://BUCKET/")
+BLOB_STORES.register(cache(LocalBlobStore), LOCAL)
+BLOB_STORES.register(cache(GcsBlobStore), "gs")
 
 
 def store_for(uri: str) -> BlobStore:
-    if uri.startswith("file://"):
-        return _LOCAL
-    if uri.startswith("gs://"):
-        return _GCS
-    scheme = uri.split("://", 1)[0] if "://" in uri else uri
-    raise InputError(f"unsupported blob URI scheme '{scheme}' in {uri}")
+    try:
+        return BLOB_STORES.for_url(uri)()
+    except InputError:
+        raise InputError(f"unsupported blob URI scheme '{scheme_of(uri) or uri}' in {uri}") from None
+
+
+def is_local(uri: str) -> bool:
+    return scheme_of(uri) == LOCAL
 
 
 def stat(uri: str) -> BlobStat | None:
@@ -50,11 +58,13 @@ def same(src: str, dst: str, a: BlobStat, b: BlobStat) -> bool:
         return False
     if a.crc32c and b.crc32c:
         return a.crc32c == b.crc32c and (not (a.md5 and b.md5) or a.md5 == b.md5)
-    if a.crc32c:
+    if a.crc32c and is_local(dst):
         return crc32c_of_file(path_of(dst)) == a.crc32c
-    if b.crc32c:
+    if b.crc32c and is_local(src):
         return crc32c_of_file(path_of(src)) == b.crc32c
-    return _LOCAL.sha256(src) == _LOCAL.sha256(dst)
+    if is_local(src) and is_local(dst):
+        return LocalBlobStore().sha256(src) == LocalBlobStore().sha256(dst)
+    return False  # no fingerprint both sides keep: treat as different, the copy verifies
 
 
 def ensure(src: str, dst: str, planned: Planned, look_first: bool) -> bool:
@@ -68,7 +78,7 @@ def ensure(src: str, dst: str, planned: Planned, look_first: bool) -> bool:
     """
     source = _source_stat(src, planned)
     condition: int | None = 0
-    if look_first or not dst.startswith("gs://"):
+    if look_first or is_local(dst):
         current = stat(dst)
         if current is not None and source is not None and same(src, dst, source, current):
             return False
@@ -89,7 +99,7 @@ def ensure(src: str, dst: str, planned: Planned, look_first: bool) -> bool:
 
 def _source_stat(src: str, planned: Planned) -> BlobStat | None:
     """What src holds for comparisons: a GCS source as planned (no request), a file as it is."""
-    if src.startswith("gs://"):
+    if not is_local(src):
         return BlobStat(planned.size, planned.crc32c) if planned.size is not None else None
     return stat(src)
 
@@ -105,11 +115,14 @@ def put(src: str, dst: str, planned: Planned, only_if_generation: int | None) ->
     only_if_generation is a GCS precondition on dst (0: must not exist; N: must still be
     generation N); a failed one raises gcs.TargetExists.
     """
-    if _scheme(src) == _scheme(dst):
+    if scheme_of(src) == scheme_of(dst):
         return store_for(src).copy(src, dst, planned, only_if_generation)
-    if _scheme(dst) == "gs":
-        return _GCS.upload(path_of(src), dst, planned, only_if_generation)
-    return _download(src, dst, planned)
+    if is_local(src):
+        return store_for(dst).upload(path_of(src), dst, planned, only_if_generation)
+    if is_local(dst):
+        return _download(src, dst, planned)
+    raise PermanentError(f"cannot copy {src} to {dst}: one side must be a file:// or both "
+                         "the same scheme")
 
 
 def _download(src: str, dst: str, planned: Planned) -> BlobStat:
@@ -117,17 +130,14 @@ def _download(src: str, dst: str, planned: Planned) -> BlobStat:
         if size != planned.size or planned.crc32c and crc32c_of_file(temp) != planned.crc32c:
             raise TransientError(f"{dst}: bytes on disk differ from the planned {src}")
 
-    size = receive(dst, lambda out: _GCS.download(src, out, planned), check)
+    size = receive(dst, lambda out: store_for(src).download(src, out, planned), check)
     return BlobStat(size, planned.crc32c)
 
 
 def check_buckets(uris: Iterable[str]) -> None:
-    """InputError unless every gs:// bucket among uris is reachable (each checked once per
-    process: the planner asks again for every group)."""
-    buckets = {uri[len("gs://"):].split("/", 1)[0] for uri in uris if uri.startswith("gs://")}
-    for bucket in sorted(buckets):
-        _GCS.check_bucket(bucket)
-
-
-def _scheme(uri: str) -> str:
-    return uri.split("://", 1)[0]
+    """InputError unless every container (gs:// bucket) among uris is reachable."""
+    by_scheme: dict[str, list[str]] = {}
+    for uri in uris:
+        by_scheme.setdefault(scheme_of(uri), []).append(uri)
+    for group in by_scheme.values():
+        store_for(group[0]).check(group)

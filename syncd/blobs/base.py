@@ -8,7 +8,8 @@ stores, the cheapest comparison both sides can answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import BinaryIO, Iterable, Protocol
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,13 @@ class Planned:
 
 
 class BlobStore(Protocol):
+    def check_prefix(self, uri: str) -> str:
+        """A `blob_map` prefix of this scheme, normalised; ConfigError naming what is wrong.
+        Called when the config is loaded: no network."""
+
+    def check(self, uris: Iterable[str]) -> None:
+        """InputError unless every container these URIs live in (a bucket) is reachable."""
+
     def stat(self, uri: str) -> BlobStat | None:
         """Size and kept checksums, or None when there is no such blob."""
 
@@ -41,3 +49,9 @@ class BlobStore(Protocol):
         0 = must not exist, N = must still be generation N; a failed one raises TargetExists);
         stores without generations ignore it. Raises TransientError / PermanentError.
         """
+
+    def upload(self, path: Path, dst: str, planned: Planned, only_if_generation: int | None) -> BlobStat:
+        """Make dst hold the bytes of a local file, atomically and verified; dst's stat."""
+
+    def download(self, src: str, out: BinaryIO, planned: Planned) -> None:
+        """Stream src's planned bytes into out (the caller lands them atomically)."""

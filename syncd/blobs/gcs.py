@@ -18,14 +18,15 @@ Default Credentials.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from .. import failpoints
-from ..errors import InputError, PermanentError, TransientError
+from ..errors import ConfigError, InputError, PermanentError, TransientError
 from ..retry import retrying
 from .base import BlobStat, Planned
 from .checksums import crc32c_of_file
@@ -55,6 +56,10 @@ class GcsUri:
         if not uri.startswith("gs://") or not bucket or not key:
             raise InputError(f"not a gs://BUCKET/KEY URI: {uri}")
         return cls(bucket, key)
+
+    @staticmethod
+    def parse_bucket(uri: str) -> str:
+        return uri.removeprefix("gs://").split("/", 1)[0]
 
 
 def client() -> Any:
@@ -134,6 +139,18 @@ def stat_of(blob: Any) -> BlobStat:
 
 
 class GcsBlobStore:
+    def check_prefix(self, uri: str) -> str:
+        if not re.match(r"gs://[a-z0-9][a-z0-9._-]*(/|$)", uri):
+            raise ConfigError(f"{uri!r} does not name a bucket")
+        # `gs://co-prod-data` means the bucket: without the '/', the prefix would also match
+        # `gs://co-prod-data-old/...`
+        return uri if "/" in uri[len("gs://"):] else uri + "/"
+
+    def check(self, uris: Iterable[str]) -> None:
+        """Each bucket once per process: the planner asks again for every group."""
+        for bucket in sorted({GcsUri.parse_bucket(uri) for uri in uris}):
+            self.check_bucket(bucket)
+
     def stat(self, uri: str) -> BlobStat | None:
         where, gcs = GcsUri.parse(uri), client()
         with mapped_errors(f"stat {uri}"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 from urllib.parse import unquote, urlparse
 
 from .. import failpoints
-from ..errors import PermanentError, TransientError
+from ..errors import ConfigError, PermanentError, TransientError
 from .base import BlobStat, Planned
 from .checksums import CHUNK, sha256_of_file
 
@@ -20,6 +20,15 @@ def path_of(uri: str) -> Path:
 
 
 class LocalBlobStore:
+    def check_prefix(self, uri: str) -> str:
+        if not (uri.startswith("file:///") and uri.endswith("/")):
+            # a prefix without '/' would also rewrite siblings: file:///srv/a matches /srv/ab/x
+            raise ConfigError(f"{uri!r} must be an absolute file:/// URI ending with '/'")
+        return uri
+
+    def check(self, uris: Iterable[str]) -> None:
+        """Folders are created when a file lands: nothing to check up front."""
+
     def stat(self, uri: str) -> BlobStat | None:
         try:
             return BlobStat(path_of(uri).stat().st_size)
@@ -45,6 +54,16 @@ class LocalBlobStore:
                 raise TransientError(f"{temp}: bytes on disk differ from bytes read")
 
         return BlobStat(receive(dst, fill, check))
+
+    def upload(self, path: Path, dst: str, planned: Planned, only_if_generation: int | None) -> BlobStat:
+        return self.copy(path.as_uri(), dst, planned, only_if_generation)
+
+    def download(self, src: str, out: BinaryIO, planned: Planned) -> None:
+        try:
+            with path_of(src).open("rb") as fh:
+                _check_size(src, _stream(fh, out, hashlib.sha256()), planned)
+        except FileNotFoundError as exc:
+            raise PermanentError(f"file not found: {exc.filename}") from exc
 
     def sha256(self, uri: str) -> str:
         return sha256_of_file(path_of(uri))

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from journal import JournalError, SqliteJournal
+from journal import JournalError, Journal
 
+from .. import adapters
 from .. import operations as ops
 from ..config import Config, load_config
 from ..errors import InputError, Interrupted, RunStateError, SyncdError
@@ -87,6 +88,6 @@ def config_of(ctx: click.Context, *, required: bool = True) -> Config:
     return load_config(ctx.find_root().obj, required=required)
 
 
-def existing_journal(ctx: click.Context) -> SqliteJournal:
+def existing_journal(ctx: click.Context) -> Journal:
     """The journal for commands that only read it: never creates an empty one."""
-    return ops.journal_for(config_of(ctx, required=False), create=False)
+    return adapters.journal_for(config_of(ctx, required=False), create=False)

@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from journal import SqliteJournal
+from journal import Journal
 from journal.events import EntryPlanned
 
+from .. import adapters
 from .. import operations as ops
 from .. import render
 from ..plan import PlanSummary
@@ -23,7 +24,7 @@ from .app import EXIT_FAILED, cli, config_of, existing_journal
 def runs(ctx: click.Context, as_json: bool) -> None:
     """Runs, newest first: id, kind, source → target, status, counts, times."""
     config = config_of(ctx, required=False)
-    rows = ops.journal_for(config).runs() if ops.journal_path(config).exists() else []
+    rows = adapters.journal_for(config).runs() if adapters.journal_path(config).exists() else []
     if as_json:
         print(json.dumps([_run_json(r) for r in rows]))
         return
@@ -77,7 +78,7 @@ def _entry_json(e: Any) -> dict[str, Any]:
                                        "updated", "skipped", "failed", "error", "retries")}
 
 
-def _records(journal: SqliteJournal, run_id: str, entries: list[Any]) -> Any:
+def _records(journal: Journal, run_id: str, entries: list[Any]) -> Any:
     for e in entries:
         planned: EntryPlanned = journal.planned(run_id, e.entry)
         applied = journal.applied(run_id, e.entry)

@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import click
 
+from .. import adapters
 from .. import operations as ops
 from .. import render
 from ..render import out
@@ -22,9 +23,9 @@ def schema(ctx: click.Context, env: str, as_json: bool) -> None:
     config = config_of(ctx)
 
     async def load() -> Any:
-        store = ops.open_store(config, env, readonly=True)
+        store = adapters.open_store(config, env, readonly=True)
         try:
-            return await ops.load_schema(config, store)
+            return await adapters.load_schema(config, store)
         finally:
             await store.close()
 

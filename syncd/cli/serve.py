@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ..config import sqlite_path
+from ..stores import RECORD_STORES
 from ..errors import InputError
 from .app import cli, config_of
 
@@ -38,7 +38,7 @@ DEFAULT_PORT = 8787
 @click.pass_context
 def serve(ctx: click.Context, env: str, host: str, port: int, tokens_file: Path | None,
           read_only: bool, max_body: int | None, max_page: int | None, access_log: bool) -> None:
-    """Serve ENV's records over HTTP; ENV must be a SQLite environment.
+    """Serve ENV's records over HTTP (a SQLite environment, or any store the registry marks servable).
 
     Tokens: $SYNCD_SERVE_TOKENS (read-write) and $SYNCD_SERVE_READ_TOKENS (read-only),
     comma-separated, and/or --tokens-file.
@@ -48,23 +48,24 @@ def serve(ctx: click.Context, env: str, host: str, port: int, tokens_file: Path 
 
         from .. import server
         from ..server.auth import load_tokens
-        from ..server.served import ServedStore
         from ..wire import Limits
     except ImportError as exc:
         raise InputError(f"syncd serve needs the http extra (pip install 'syncd[http]'): {exc}") from None
     config = config_of(ctx)
-    records = config.environment(env).records
-    if not records.startswith("sqlite:"):
-        raise InputError(f"environment '{env}' is not a SQLite environment ({records}); "
-                         "syncd serve serves SQLite databases")
+    environment = config.environment(env)
+    adapter = RECORD_STORES.for_url(environment.records)
+    if not adapter.servable:
+        servable = ", ".join(a.label for a in RECORD_STORES.adapters() if a.servable)
+        raise InputError(f"environment '{env}' is a {adapter.label} environment; syncd serve "
+                         f"serves {servable} environments")
     tokens = load_tokens(os.environ, tokens_file, read_only=read_only)
     limits = Limits(max_body_bytes=max_body or server.DEFAULT_LIMITS.max_body_bytes,
                     max_page=max_page or server.DEFAULT_LIMITS.max_page)
-    path = sqlite_path(records, config.base_dir)
-    store = ServedStore(env, path, readonly=read_only)
+    store = adapter.open(env, environment, config.base_dir, read_only)
     sock = _listen(host, port)
     app = server.create_app(store, tokens, limits)
-    click.echo(f"syncd serve: {env} ({path}{', read-only' if read_only else ''}) on "
+    where = getattr(store, "path", environment.records)
+    click.echo(f"syncd serve: {env} ({where}{', read-only' if read_only else ''}) on "
                f"{_url(sock)} with {len(tokens)} token(s), {tokens.read_only} read-only",
                err=True)
     uv_config = uvicorn.Config(app, log_level="info", access_log=access_log, lifespan="on",

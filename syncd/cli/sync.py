@@ -12,15 +12,17 @@ from rich import filesize
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn)
 
-from journal import SqliteJournal
+from journal import TODO_STATES, Journal
 
+from .. import adapters
 from .. import blobs
 from .. import operations as ops
 from .. import render
 from ..applier import Progress as ApplyProgress
 from ..config import Config
 from ..errors import InputError
-from ..plan import APPLIED_KEYS, PlanRequest, PlanSummary
+from ..plan import APPLIED_KEYS, PlanSummary
+from ..request import RunRequest
 from ..render import err, out
 from .app import EXIT_FAILED, STOP, cli, config_of
 
@@ -74,10 +76,11 @@ def transfer(ctx: click.Context, **kw: Any) -> None:
 
 def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     config = config_of(ctx)
-    request = PlanRequest(kind=kind, source=kw["source"], target=kw["target"], entity=kw["entity"],
-                          filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
-                          copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
-                          update=kw["update"], queued=kw["queue"])
+    request = RunRequest.build(
+        kind=kind, source=kw["source"], target=kw["target"], entity=kw["entity"],
+        filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
+        copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
+        update=kw["update"], queued=kw["queue"])
     if kw["dry_run"] and kw["plan_only"]:
         raise InputError("--dry-run and --plan-only exclude each other")
     if kw["queue"] and not kw["plan_only"]:
@@ -98,19 +101,19 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     nothing_to_do = planned.entries == 0  # still applied: the journal records the run as completed
     proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
                     planned.summary, journal)
-    finish(config, journal, planned.run_id, kw["as_json"], workers)
+    finish(config, journal, request, planned.run_id, kw["as_json"], workers)
 
 
-async def _plan(config: Config, request: PlanRequest, dry_run: bool, verbose: bool,
-                file_workers: int) -> tuple[ops.Planned, Any, SqliteJournal | None]:
-    async with ops.connect(config, request) as ctx:  # validates everything first
+async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: bool,
+                file_workers: int) -> tuple[ops.Planned, Any, Journal | None]:
+    async with adapters.connect(config, request) as ctx:  # validates everything first
         ctx.file_workers = file_workers
-        journal = None if dry_run else ops.journal_for(config)
+        journal = None if dry_run else adapters.journal_for(config)
         planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
         return planned, ctx.schema, journal
 
 
-def show_plan(planned: ops.Planned, title: str, schema: Any, request: PlanRequest,
+def show_plan(planned: ops.Planned, title: str, schema: Any, request: RunRequest,
               verbose: bool, as_json: bool) -> None:
     console = err if as_json else out
     console.print(render.plan_table(planned.summary, title, schema, request.update))
@@ -121,8 +124,8 @@ def show_plan(planned: ops.Planned, title: str, schema: Any, request: PlanReques
             console.print(table)
 
 
-def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: PlanRequest,
-                    summary: PlanSummary, journal: SqliteJournal) -> None:
+def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: RunRequest,
+                    summary: PlanSummary, journal: Journal) -> None:
     if yes:
         return
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C here declines
@@ -138,7 +141,7 @@ def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: PlanRequest,
         sys.exit(EXIT_FAILED)
 
 
-def finish(config: Config, journal: SqliteJournal, run_id: str, as_json: bool,
+def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, as_json: bool,
            file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> None:
     """Apply a sealed run with a progress bar, then print the outcome and exit accordingly."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -154,7 +157,6 @@ def finish(config: Config, journal: SqliteJournal, run_id: str, as_json: bool,
                                              file_workers=file_workers))
     run = journal.run(run_id)
     assert run is not None
-    request = PlanRequest.from_options(run.options)
     applied = ops.applied_counts(journal, run_id)
     if not as_json:
         out.print(render.applied_table(applied))
@@ -194,7 +196,7 @@ class FilesLine:
         return f"{filesize.decimal(self.done_bytes)} / {filesize.decimal(self.total_bytes)}"
 
 
-def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status: str,
+def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: str,
                 summary: PlanSummary, applied: dict[str, Any] | None) -> None:
     if not as_json:
         return
@@ -220,11 +222,11 @@ def emit_result(as_json: bool, request: PlanRequest, run_id: str | None, status:
 def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers: int) -> None:
     """Apply what RUN has not applied yet."""
     config = config_of(ctx)
-    journal = ops.journal_for(config, create=False)
+    journal = adapters.journal_for(config, create=False)
     run_id = journal.resolve_run(run)
     row = journal.run(run_id)
     assert row is not None
-    request = PlanRequest.from_options(row.options)
+    request = RunRequest.from_options(row.options)
     if row.status == "completed":
         err.print(f"Run {run_id} is already completed; nothing to do.")
         emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
@@ -236,10 +238,10 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
                                      file_workers=file_workers))
         row = journal.run(run_id)
         assert row is not None
-    left = [e for e in journal.entries(run_id, states=("pending", "failed"))]
+    left = list(journal.entries(run_id, states=TODO_STATES))
     summary = PlanSummary.from_json(row.summary)
     (err if as_json else out).print(render.plan_table(
         summary, f"Resume {run_id}: {row.source} → {row.target}", None, request.update))
     err.print(f"{len(left)} entries ({sum(e.records for e in left)} records) left to apply.")
     proceed_or_exit(run_id, yes, as_json, request, summary, journal)
-    finish(config, journal, run_id, as_json, file_workers)
+    finish(config, journal, request, run_id, as_json, file_workers)

@@ -1,6 +1,6 @@
 """The background daemon: scheduled jobs, incremental sync, queued runs, health and metrics.
 
-    jobs      `[jobs.NAME]` definitions → PlanRequests; validated against the stores at start
+    jobs      `[jobs.NAME]` definitions → RunRequests; validated against the stores at start
     schedule  when a job is due: `every` intervals and cron expressions, timezone-aware
     turn      one turn of a job: finish its unfinished run, plan and apply a new one, move its mark
     runner    the loop: resume at start, run due jobs and queued runs, stop gracefully on a signal

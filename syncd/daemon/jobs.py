@@ -1,4 +1,4 @@
-"""Jobs: `[jobs.NAME]` definitions turned into PlanRequests, checked before the daemon starts.
+"""Jobs: `[jobs.NAME]` definitions turned into RunRequests, checked before the daemon starts.
 
 `load_jobs` parses every schedule; `check_jobs` opens the stores and checks each job's
 entity, filters, incremental column and target the way `connect()` checks a CLI request.
@@ -12,11 +12,12 @@ from typing import Callable, TypeVar
 
 from journal import MarkRow
 
+from .. import adapters
 from .. import operations as ops
 from ..config import Config, JobConfig
 from ..errors import ConfigError, InputError
 from ..filters import parse_filters
-from ..plan import PlanRequest
+from ..request import RunRequest
 from ..schema import Entity
 from .schedule import Schedule, schedule_of
 
@@ -29,17 +30,14 @@ class Job:
     config: JobConfig
     schedule: Schedule
 
-    def request(self, mark: MarkRow | None) -> PlanRequest:
+    def request(self, mark: MarkRow | None) -> RunRequest:
         """The next run's request: incremental jobs start just past their mark (a mark kept
         for another column, before the job's definition changed, does not apply)."""
         c = self.config
         after = None
         if c.incremental and mark is not None and mark.column == c.incremental:
             after = (mark.value, mark.key)
-        return PlanRequest(kind=c.kind, source=c.source, target=c.target, entity=c.entity,
-                           filters=tuple(c.filters), limit=c.limit, clear=tuple(c.clear),
-                           copy_files=c.copy_files, target_bucket=c.target_bucket, update=c.update,
-                           incremental=c.incremental, after=after, job=self.name)
+        return RunRequest.from_spec(c, after=after, job=self.name)
 
 
 def load_jobs(config: Config) -> list[Job]:
@@ -62,9 +60,9 @@ async def check_jobs(config: Config, jobs: list[Job]) -> None:
 async def check_job(config: Config, job: Job) -> None:
     """Check the job against its stores' schemas; errors name the job's key."""
     c, where = job.config, f"jobs.{job.name}"
-    source = _keyed(f"{where}.source", lambda: ops.open_store(config, c.source, readonly=True))
+    source = _keyed(f"{where}.source", lambda: adapters.open_store(config, c.source, readonly=True))
     try:
-        schema = await ops.load_schema(config, source)
+        schema = await adapters.load_schema(config, source)
         root = _keyed(f"{where}.entity", lambda: schema.entity(c.entity or schema.root()))
         _keyed(f"{where}.filters", lambda: parse_filters(tuple(c.filters), root))
         for field in c.clear:
@@ -74,7 +72,7 @@ async def check_job(config: Config, job: Job) -> None:
     finally:
         await source.close()
     try:
-        async with ops.connect(config, job.request(None)):
+        async with adapters.connect(config, job.request(None)):
             pass  # the target, and everything else connect() checks before any write
     except InputError as exc:
         raise ConfigError(f"{where}: {exc}") from None

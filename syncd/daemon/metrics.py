@@ -15,23 +15,23 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from journal import RunRow, SqliteJournal
+from journal import RUN_STATUSES, Journal, RunRow
 
 from ..payload import unpack_rows
-from ..plan import FILES
+from ..plan import APPLIED_KEYS
 from .jobs import Job
 from .schedule import parse_time, utcnow
 from .status import UNFINISHED, due_at, last_success, latest_run, queued_runs
 
-OUTCOMES = ("created", "updated", "skipped", "failed")
-STATUSES = ("planning", "planned", "applying", "completed", "failed", "interrupted")
+OUTCOMES = APPLIED_KEYS
+STATUSES = RUN_STATUSES
 
 
-def run_bytes(journal: SqliteJournal, run_id: str) -> int:
+def run_bytes(journal: Journal, run_id: str) -> int:
     """Bytes of the files this run copied: each planned size whose latest outcome is created."""
     total = 0
     for entry in journal.entries(run_id):
-        if entry.entity != FILES or entry.created == 0:
+        if entry.op != "copy" or entry.created == 0:
             continue
         applied = journal.applied(run_id, entry.entry)
         rows = unpack_rows(journal.planned(run_id, entry.entry).payload)  # [src, dst, size]
@@ -43,7 +43,7 @@ def run_bytes(journal: SqliteJournal, run_id: str) -> int:
 class BytesCopied:
     """Bytes copied over all runs; a completed run's figure never changes, so it is read once."""
 
-    def __init__(self, journal: SqliteJournal) -> None:
+    def __init__(self, journal: Journal) -> None:
         self._journal = journal
         self._completed: dict[str, int] = {}
 
@@ -61,7 +61,7 @@ class BytesCopied:
 
 
 class JournalCollector:
-    def __init__(self, journal: SqliteJournal, jobs: list[Job], since: datetime,
+    def __init__(self, journal: Journal, jobs: list[Job], since: datetime,
                  running: Callable[[], set[str]]) -> None:
         self.journal = journal
         self.jobs = jobs

@@ -23,8 +23,9 @@ from typing import Any, Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from journal import JournalError, RunFinished, SqliteJournal
+from journal import Journal, JournalError, RunFinished, RunStatus
 
+from .. import adapters
 from .. import operations as ops
 from ..clock import now
 from ..config import Config
@@ -42,11 +43,11 @@ from .web import Routes, StatusServer, parse_addr
 POLL = 1.0  # seconds between looks at the journal for due jobs and queued runs
 # Queued runs a restarted daemon brings to an end: sealed ones it (or a crash) left, and
 # ones whose planning was cut off. A queued run still "planning" may be in a CLI's hands.
-QUEUED_AT_START = ("planned", "applying", "interrupted", "failed")
+QUEUED_AT_START: tuple[RunStatus, ...] = ("planned", "applying", "interrupted", "failed")
 
 
 class Daemon:
-    def __init__(self, config: Config, journal: SqliteJournal, journal_path: Path, jobs: list[Job],
+    def __init__(self, config: Config, journal: Journal, journal_path: Path, jobs: list[Job],
                  log: Log, *, once: bool, grace: float, stopped_before: Callable[[], bool]) -> None:
         self.config = config
         self.journal = journal
@@ -126,7 +127,7 @@ class Daemon:
                 soonest = due
         return soonest
 
-    def _start_queued(self, work: TaskGroup, statuses: tuple[str, ...]) -> None:
+    def _start_queued(self, work: TaskGroup, statuses: tuple[RunStatus, ...]) -> None:
         for run in queued_runs(self.journal, statuses):
             if run.run not in self._busy_runs:
                 self._busy_runs.add(run.run)
@@ -246,11 +247,11 @@ def main(config: Config, *, once: bool, status_addr: str | None, log_format: str
     jobs = load_jobs(config)
     addr = parse_addr(status_addr) if status_addr else None
     anyio.run(check_jobs, config, jobs)
-    path = ops.journal_path(config)
+    path = adapters.journal_path(config)
     with ExitStack() as stack:
         stack.enter_context(hold_daemon_lock(path))
         server = StatusServer(addr) if addr else None
-        journal = stack.enter_context(ops.journal_for(config))
+        journal = stack.enter_context(adapters.journal_for(config))
         log = logs.setup(log_format)
         daemon = Daemon(config, journal, path, jobs, log, once=once, grace=grace,
                         stopped_before=stopped_before)

@@ -9,26 +9,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from journal import MarkRow, RunRow, SqliteJournal
+from journal import UNFINISHED, Journal, MarkRow, RunRow, RunStatus
 
 from .jobs import Job
 from .schedule import Every, next_due, parse_time
 
-# A run that did not complete: the daemon brings it to an end before planning a new one.
-UNFINISHED = ("planning", "planned", "applying", "interrupted", "failed")
 
-
-def latest_run(journal: SqliteJournal | None, job: str) -> RunRow | None:
+def latest_run(journal: Journal | None, job: str) -> RunRow | None:
     found = journal.runs(option=("job", job), limit=1) if journal else []
     return found[0] if found else None
 
 
-def last_success(journal: SqliteJournal | None, job: str) -> RunRow | None:
+def last_success(journal: Journal | None, job: str) -> RunRow | None:
     found = journal.runs(option=("job", job), statuses=["completed"], limit=1) if journal else []
     return found[0] if found else None
 
 
-def queued_runs(journal: SqliteJournal | None, statuses: tuple[str, ...]) -> list[RunRow]:
+def queued_runs(journal: Journal | None, statuses: tuple[RunStatus, ...]) -> list[RunRow]:
     """Runs planned with `--queue` in these states, oldest first (applied in that order)."""
     found = journal.runs(option=("queued", True), statuses=statuses) if journal else []
     return found[::-1]
@@ -53,7 +50,7 @@ def iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def job_view(journal: SqliteJournal | None, job: Job, since: datetime, running: bool) -> dict[str, Any]:
+def job_view(journal: Journal | None, job: Job, since: datetime, running: bool) -> dict[str, Any]:
     """One job as `/status` and `syncd jobs --json` show it. `next_due` is null when the job
     never ran and runs at once (an `every` job)."""
     c, last = job.config, latest_run(journal, job.name)
@@ -70,7 +67,7 @@ def job_view(journal: SqliteJournal | None, job: Job, since: datetime, running: 
     }
 
 
-def queued_view(journal: SqliteJournal | None) -> list[dict[str, Any]]:
+def queued_view(journal: Journal | None) -> list[dict[str, Any]]:
     waiting = queued_runs(journal, UNFINISHED)
     return [{"run_id": r.run, "status": r.status, "kind": r.kind, "source": r.source,
              "target": r.target, "started_at": r.started_at} for r in waiting]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import anyio
 
-from journal import MarkAdvanced, RunRow, SqliteJournal
+from journal import MarkAdvanced, RunRow, Journal
 
 from .. import operations as ops
 from ..clock import new_run_id, now
@@ -26,7 +26,7 @@ from .status import latest_run
 Outcome = tuple[str, str]  # (run id, status)
 
 
-async def take_turn(config: Config, journal: SqliteJournal, job: Job, *, log: Log,
+async def take_turn(config: Config, journal: Journal, job: Job, *, log: Log,
                     due: Callable[[RunRow | None], bool], stopping: Callable[[], bool],
                     started: Callable[[str], None] = lambda run_id: None) -> list[Outcome]:
     """Resume the job's unfinished run if it has one; then, if `due(latest run)`, run a new
@@ -50,7 +50,7 @@ async def take_turn(config: Config, journal: SqliteJournal, job: Job, *, log: Lo
     return done
 
 
-async def _new_run(config: Config, journal: SqliteJournal, job: Job, log: Log,
+async def _new_run(config: Config, journal: Journal, job: Job, log: Log,
                    stopping: Callable[[], bool], started: Callable[[str], None]) -> Outcome:
     run_id = _fresh_run_id(journal)
     started(run_id)
@@ -66,7 +66,7 @@ async def _new_run(config: Config, journal: SqliteJournal, job: Job, log: Log,
     return run_id, status
 
 
-async def advance_mark(journal: SqliteJournal, job: Job, run: RunRow, log: Log) -> None:
+async def advance_mark(journal: Journal, job: Job, run: RunRow, log: Log) -> None:
     """Journal the job's new mark: the last root the completed `run` selected. Also repairs
     a mark lost to a crash between the run's end and this event (nothing else moves it)."""
     mark = run.summary.get("mark")
@@ -82,7 +82,7 @@ async def advance_mark(journal: SqliteJournal, job: Job, run: RunRow, log: Log) 
              value=mark["value"], key=mark["key"])
 
 
-def _fresh_run_id(journal: SqliteJournal) -> str:
+def _fresh_run_id(journal: Journal) -> str:
     # Ids are second-resolution plus 16 random bits: a job every second may draw one twice.
     while True:
         run_id = new_run_id()
@@ -90,7 +90,7 @@ def _fresh_run_id(journal: SqliteJournal) -> str:
             return run_id
 
 
-def _finished(log: Log, journal: SqliteJournal, job: Job, run_id: str, status: str) -> None:
+def _finished(log: Log, journal: Journal, job: Job, run_id: str, status: str) -> None:
     run = journal.run(run_id)
     fields: dict[str, Any] = {"job": job.name, "run": run_id, "status": status}
     if run is not None:

@@ -13,20 +13,12 @@ from typing import Any, Sequence
 
 from ..errors import SchemaError
 from ..schema import Entity, TableInfo
-from ..stores.sqlite import SqliteStore, quote
+from ..stores.base import RecordStore
 from .errors import ApiError
 
 
-class ServedStore(SqliteStore):
-    """The SQLite adapter plus delete, which only the API offers so far (move needs it)."""
-
-    async def delete(self, entity: Entity, keys: Sequence[Any]) -> list[bool]:
-        return await self._run(self._delete, entity, list(keys))
-
-    def _delete(self, entity: Entity, keys: list[Any]) -> list[bool]:
-        sql = f"DELETE FROM {quote(entity.name)} WHERE {quote(entity.key)} = ?"
-        with self._transaction():
-            return [self._conn.execute(sql, [key]).rowcount > 0 for key in keys]
+# Any record store can be served: the registry (syncd/stores/__init__.py) opens it.
+ServedStore = RecordStore
 
 
 class Catalog:

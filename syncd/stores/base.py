@@ -51,4 +51,7 @@ class RecordStore(Protocol):
     async def update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
         """Patch fields in one transaction; True where a row was changed."""
 
+    async def delete(self, entity: Entity, keys: Sequence[Any]) -> list[bool]:
+        """Delete-if-present in one transaction; True where a row was deleted."""
+
     async def close(self) -> None: ...

@@ -106,6 +106,9 @@ class SqliteStore:
     async def update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
         return await self._run(self._update, entity, patches)
 
+    async def delete(self, entity: Entity, keys: Sequence[Any]) -> list[bool]:
+        return await self._run(self._delete, entity, list(keys))
+
     async def close(self) -> None:
         self._conn.close()
 
@@ -143,6 +146,11 @@ class SqliteStore:
                 sql = f"UPDATE {quote(entity.name)} SET {sets} WHERE {quote(entity.key)} = ?"
                 changed.append(self._conn.execute(sql, [*fields.values(), key]).rowcount > 0)
         return changed
+
+    def _delete(self, entity: Entity, keys: list[Any]) -> list[bool]:
+        sql = f"DELETE FROM {quote(entity.name)} WHERE {quote(entity.key)} = ?"
+        with self._transaction():
+            return [self._conn.execute(sql, [key]).rowcount > 0 for key in keys]
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._conn)

@@ -1,0 +1,117 @@
+"""Adapters opened for a run (record stores, the journal) and the whole request checked.
+
+Everything that can be wrong with the input is checked in `connect()`, before the journal or
+any target is touched, so bad input fails with nothing written (invariant 3.8 in
+docs/architecture.md). The use cases that follow (plan, apply, resume) are syncd/operations.py.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+import anyio
+
+from journal import Journal, open_journal
+
+from . import blobs, stores
+from .config import Config, sqlite_path
+from .errors import InputError, SchemaError
+from .filters import parse_filters
+from .planner import PlanContext, involved_entities
+from .request import RunRequest, option_name
+from .schema import Schema, build_schema
+from .stores.base import RecordStore
+from .transforms import BlobRewriter, Transformer
+
+
+def open_store(config: Config, env: str, *, readonly: bool) -> RecordStore:
+    """The environment's record store, picked by URL scheme (syncd/stores/__init__.py). A
+    network store checks its credentials (and, for a target, write access) when first
+    described: in `connect()`, before any write."""
+    return stores.open_store(env, config.environment(env), config.base_dir, readonly=readonly)
+
+
+def journal_path(config: Config) -> Path:
+    return sqlite_path(config.journal.url, config.base_dir)
+
+
+def journal_for(config: Config, *, create: bool = True) -> Journal:
+    """The journal; commands that only read it refuse to create an empty one."""
+    path = journal_path(config)
+    if not create and not path.exists():
+        raise InputError(f"no journal at {path}: nothing has run yet")
+    return open_journal(path)
+
+
+async def load_schema(config: Config, store: RecordStore) -> Schema:
+    return build_schema(await store.describe(), config.entities)
+
+
+@asynccontextmanager
+async def connect(config: Config, request: RunRequest) -> AsyncIterator[PlanContext]:
+    """Open both stores and validate the whole request against their schemas."""
+    for name, problem in request.problems().items():  # RunRequest.build checked these too
+        raise InputError(f"{option_name(name)}: {problem}")
+    source = open_store(config, request.source, readonly=True)
+    try:
+        target = open_store(config, request.target, readonly=False)
+        try:
+            context = await _context(config, request, source, target)
+            await check_blob_targets(config, request)
+            yield context
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+
+
+async def _context(config: Config, request: RunRequest, source: RecordStore,
+                   target: RecordStore) -> PlanContext:
+    schema = await load_schema(config, source)
+    root = schema.entity(request.entity) if request.entity else None
+    if root is None:
+        if request.kind != "transfer":
+            raise InputError("--entity is required for copy")
+        root = schema.entity(schema.root())
+    tree = schema.tree(root.name) if request.kind == "transfer" else (root.name,)
+    check_target(schema, await load_schema(config, target), involved_entities(schema, tree), target.name)
+    rewriter = None
+    if request.copy_files:
+        env = config.environment(request.target)
+        rewriter = BlobRewriter(request.target, request.source, env.blob_map, request.target_bucket)
+    transformer = Transformer(clear=tuple(root.field(f) for f in request.clear),
+                              clear_entity=root.name, rewriter=rewriter)
+    return PlanContext(request, source, target, schema, root,
+                       parse_filters(request.filters, root), tree, transformer)
+
+
+async def check_blob_targets(config: Config, request: RunRequest) -> None:
+    """Before any write: gs:// buckets named up front (the target's blob_map, --target-bucket)
+    are reachable, which also proves a GCS client can be built. Buckets known only from the
+    records (sources, derived targets) are checked by the planner before the plan is sealed."""
+    if not request.copy_files:
+        return
+    overridden = request.target_bucket is not None  # --target-bucket takes every gs:// source
+    targets = [t for s, t in config.environment(request.target).blob_map.items()
+               if t.startswith("gs://") and not (overridden and s.startswith("gs://"))]
+    if request.target_bucket is not None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", request.target_bucket):
+            raise InputError(f"--target-bucket {request.target_bucket!r} is not a bucket name "
+                             "(give the name alone, e.g. co-dev-data)")
+        targets.append(f"gs://{request.target_bucket}/")
+    if targets:
+        await anyio.to_thread.run_sync(blobs.check_buckets, targets)
+
+
+def check_target(source: Schema, target: Schema, names: list[str], env: str) -> None:
+    """Every entity the run may write exists in the target with the same key and columns."""
+    for name in names:
+        if name not in target.entities:
+            raise SchemaError(f"environment '{env}' has no entity '{name}'")
+        want, have = source.entity(name), target.entity(name)
+        missing = [c for c in want.columns if c not in have.columns]
+        if missing or want.key != have.key:
+            raise SchemaError(f"environment '{env}': entity '{name}' differs from the source "
+                              f"(missing columns: {', '.join(missing) or 'none'}; key {have.key})")

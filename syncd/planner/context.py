@@ -1,0 +1,50 @@
+"""What every planning step reads: the run's request, stores, schema and transforms.
+
+Clone, move and import planners (later issues) build a PlanContext of their own and reuse
+the steps: selection, closure, diff, files, emit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from .. import blobs
+from ..filters import Filter
+from ..plan import PlannedEntry
+from ..request import RunRequest
+from ..schema import Entity, Schema
+from ..stores.base import RecordStore
+from ..transforms import Transformer
+
+CHUNK = 4000  # root records per group: bounds memory
+BATCH = 20000  # rows per entry: one target transaction each (fewer commits, faster)
+
+
+class PlanSink(Protocol):
+    """Where entries go: the journal (JournalSink) or nowhere (a dry run's NullSink)."""
+
+    async def add(self, entry: PlannedEntry) -> None: ...
+
+
+@dataclass
+class PlanContext:
+    request: RunRequest
+    source: RecordStore
+    target: RecordStore
+    schema: Schema
+    root: Entity
+    filters: tuple[Filter, ...]
+    tree: tuple[str, ...]  # (root,) for copy; root + children for transfer
+    transformer: Transformer
+    file_workers: int = blobs.DEFAULT_FILE_WORKERS
+
+
+def involved_entities(schema: Schema, tree: Sequence[str]) -> list[str]:
+    """The tree and every entity it can reach through references, in schema order."""
+    seen, todo = set(tree), list(tree)
+    while todo:
+        for parent in schema.parents(todo.pop()):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return [name for name in schema.order if name in seen]

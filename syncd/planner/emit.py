@@ -1,0 +1,76 @@
+"""Entry emission: the group's decisions as journal entries, in dependency order (blob
+copies first, then each entity in schema order, self-referencing rows after the rows they
+point at), at most BATCH rows each."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from ..errors import SchemaError
+from ..plan import FILES, PlannedEntry
+from ..records import field_value
+from ..schema import Entity
+from ..stores.base import Patch, Row
+from .context import BATCH
+from .files import FileCheck
+from .keys import batches
+
+FILE_COLUMNS = ["src", "dst", "size", "crc32c", "generation"]
+
+
+def file_entries(copies: list[FileCheck], size: int = BATCH) -> Iterator[PlannedEntry]:
+    rows = [[c.src, c.dst, c.planned.size, c.planned.crc32c, c.planned.generation] for c in copies]
+    for batch in batches(rows, size):
+        yield PlannedEntry(FILES, "copy", FILE_COLUMNS, [r[0] for r in batch], batch)
+
+
+def create_entries(entity: Entity, rows: Sequence[Row], size: int = BATCH) -> Iterator[PlannedEntry]:
+    columns, at = list(entity.columns), entity.index(entity.key)
+    for batch in batches(rows, size):
+        yield PlannedEntry(entity.name, "create", columns, [r[at] for r in batch], batch)
+
+
+def update_entries(entity: Entity, patches: Sequence[Patch], size: int = BATCH) -> Iterator[PlannedEntry]:
+    for batch in batches(patches, size):
+        yield PlannedEntry(entity.name, "update", ["key", "fields"],
+                           [k for k, _ in batch], [[k, f] for k, f in batch])
+
+
+def order_self_references(entity: Entity, rows: list[Row]) -> list[Row]:
+    """Rows pointing at other rows of the same batch come after them (parent_id → id).
+
+    Iterative (a chain of parents can be longer than Python's recursion limit); a cycle in
+    the data is refused, since no order could satisfy it.
+    """
+    refs = [r.field for r in entity.references if r.target == entity.name]
+    if not refs or len(rows) < 2:
+        return rows
+    at = entity.index(entity.key)
+    by_key = {r[at]: r for r in rows}
+    parents = {k: [p for f in refs if (p := field_value(entity, r, f)) in by_key and p != k]
+               for k, r in by_key.items()}
+    done: set[Any] = set()
+    out: list[Row] = []
+    for start in by_key:
+        if start not in done:
+            _visit(entity, start, parents, by_key, done, out)
+    return out
+
+
+def _visit(entity: Entity, start: Any, parents: dict[Any, list[Any]], by_key: dict[Any, Row],
+           done: set[Any], out: list[Row]) -> None:
+    """Depth-first from start with an explicit stack: parents are emitted before children."""
+    path, on_path = [start], {start}
+    while path:
+        key = path[-1]
+        todo = [p for p in parents[key] if p not in done]
+        if not todo:
+            done.add(key)
+            out.append(by_key[key])
+            path.pop()
+            on_path.discard(key)
+            continue
+        if todo[0] in on_path:
+            chain = " → ".join(map(str, (*path[path.index(todo[0]):], todo[0])))
+            raise SchemaError(f"{entity.name}: records reference each other in a cycle: {chain}")
+        path.append(todo[0])
+        on_path.add(todo[0])
