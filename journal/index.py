@@ -130,7 +130,7 @@ def catch_up_chunk(conn: sqlite3.Connection, max_rows: int | None = None) -> boo
         cursor.close()
     gather.flush()
     set_tracked(conn, upto)
-    return upto == last
+    return bool(upto == last)
 
 
 def build(conn: sqlite3.Connection, events: Iterable[tuple[int, bytes]], upto: int) -> None:

@@ -57,7 +57,7 @@ def sync_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @sync_options
 @click.option("--entity", required=True, help="Entity to copy")
 @click.pass_context
-def copy(ctx: click.Context, **kw: Any) -> None:
+def copy(ctx: click.Context, /, **kw: Any) -> None:
     """Copy records and every parent they need (flat: no children, no files)."""
     run_sync(ctx, "copy", kw)
 
@@ -69,7 +69,7 @@ def copy(ctx: click.Context, **kw: Any) -> None:
 @click.option("--target-bucket", metavar="B", help="GCS bucket for copied gs:// files")
 @file_workers_option
 @click.pass_context
-def transfer(ctx: click.Context, **kw: Any) -> None:
+def transfer(ctx: click.Context, /, **kw: Any) -> None:
     """Transfer roots with their children, parents and (optionally) files."""
     run_sync(ctx, "transfer", kw)
 

@@ -15,13 +15,13 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from journal import RUN_STATUSES, Journal, RunRow
+from journal import RUN_STATUSES, UNFINISHED, Journal, RunRow
 
 from ..payload import unpack_rows
 from ..plan import APPLIED_KEYS
 from .jobs import Job
 from .schedule import parse_time, utcnow
-from .status import UNFINISHED, due_at, last_success, latest_run, queued_runs
+from .status import due_at, last_success, latest_run, queued_runs
 
 OUTCOMES = APPLIED_KEYS
 STATUSES = RUN_STATUSES
