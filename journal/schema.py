@@ -1,7 +1,7 @@
 """Tables of the SQLite journal, created through sqlite-utils.
 
 `events` is the source of truth; everything in PROJECTIONS is derived from it and may be
-dropped and rebuilt at any time (DESIGN §3.4).
+dropped and rebuilt at any time (architecture §3.4).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN §7 benchmark: syncd transfer SQLite → SQLite against references measured in the same run.
+"""architecture §7 benchmark: syncd transfer SQLite → SQLite against references measured in the same run.
 
     python scripts/bench_transfer.py [--videos 20000] [--steps 4] [--keep DIR]
     python scripts/bench_transfer.py --memory [--keep DIR]
@@ -156,7 +156,7 @@ def bench_syncd(world: World) -> Result:
         report = json.loads(out)
         created = sum(e["created"] for e in report["applied"]["entities"].values())
     except (ValueError, KeyError, TypeError) as exc:
-        raise BenchFailed(f"syncd --json output does not match DESIGN §6 ({exc!r}): "
+        raise BenchFailed(f"syncd --json output does not match architecture §6 ({exc!r}): "
                           f"{out[:300]!r}") from exc
     if report.get("status") != "completed":
         raise BenchFailed(f"syncd run {report.get('run_id')} ended {report.get('status')!r}")

@@ -92,7 +92,7 @@ def main() -> int:
         print(f"\ndemo FAILED: {exc}", file=sys.stderr)
         return 1
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        print(f"\ndemo FAILED: `--json` output does not match DESIGN §6: {exc!r}", file=sys.stderr)
+        print(f"\ndemo FAILED: `--json` output does not match architecture §6: {exc!r}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,7 +4,7 @@
 
 builds, under DIR:
 
-    syncd.toml     prod → dev config (DESIGN §5), journal at DIR/journal.db
+    syncd.toml     prod → dev config (architecture §5), journal at DIR/journal.db
     prod.db        devices, locations, vendors, collectors, videos and their children
     dev.db         same schema; only a few records that prod also knows (see below)
     prod_files/    one small real file per blob URI in prod (videos/*.mp4, steps/*.json|*.log)

@@ -1,4 +1,4 @@
-"""`syncd.toml` → typed, validated config structs (DESIGN §5).
+"""`syncd.toml` → typed, validated config structs (architecture §5).
 
 The file is read with tomllib and each section converted with msgspec on its own, because
 msgspec reports dict keys as `[...]`; converting per named section lets every error name the

@@ -1,4 +1,4 @@
-"""`key:op:value` record filters (DESIGN §6), validated against the schema.
+"""`key:op:value` record filters (architecture §6), validated against the schema.
 
 Filters become SQL only through `to_sql`, which quotes identifiers that the entity declares
 and passes every value (and every JSON path) as a bound parameter.

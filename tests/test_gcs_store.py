@@ -1,5 +1,5 @@
 """The gs:// BlobStore itself, against a real emulator: rewrite tokens, preconditions,
-verification, and how backend errors come out (DESIGN §2: one exception tree)."""
+verification, and how backend errors come out (architecture §2: one exception tree)."""
 from __future__ import annotations
 
 import base64

@@ -9,7 +9,7 @@
   flight take longer than the grace period, or a second signal comes, their runs are
   journaled as interrupted at once and the process exits without waiting: the entry's
   target transaction dies uncommitted, or committed and unrecorded, and resume handles
-  both (DESIGN §3.2).
+  both (architecture §3.2).
 """
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ class Daemon:
 
     def _abandon(self) -> None:
         """The grace period ran out (or a second signal came): journal the runs in flight as
-        interrupted and leave now; resume redoes their entries (idempotent, DESIGN §3.2)."""
+        interrupted and leave now; resume redoes their entries (idempotent, architecture §3.2)."""
         for run_id in set(self._in_flight.values()):
             run = self.journal.run(run_id)
             if run is not None and run.status in ("planning", "applying"):

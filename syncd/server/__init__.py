@@ -1,4 +1,4 @@
-"""`syncd serve`: one environment's record store as an HTTP API (DESIGN §8, issue 3).
+"""`syncd serve`: one environment's record store as an HTTP API (architecture §8, issue 3).
 
     app       the ASGI application (starlette): routes, error handlers, body limit, lifespan
     routes    the endpoints; what every one shares (token, body, entity, error mapping)
