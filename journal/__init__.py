@@ -23,6 +23,7 @@ from .events import (
     Event,
     MarkAdvanced,
     PlanSealed,
+    RunCancelled,
     RunFinished,
     RunStarted,
 )
@@ -38,7 +39,7 @@ __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
     "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "HistoryRow",
     "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
-    "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunFinished", "RunRow", "RunStarted",
+    "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",
     "open_journal",
 ]

@@ -57,6 +57,13 @@ class RunFinished(Event, frozen=True):
     error: str | None = None
 
 
+class RunCancelled(Event, frozen=True):
+    """The run is abandoned: nothing more of it is planned or applied (what was applied
+    stays, and stays in the journal). A person's decision, with their reason."""
+
+    reason: str
+
+
 class MarkAdvanced(Event, frozen=True):
     """A named high-water mark moved to what the completed `run` selected last.
 
@@ -71,7 +78,7 @@ class MarkAdvanced(Event, frozen=True):
 
 
 AnyEvent = (RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
-            | MarkAdvanced)
+            | RunCancelled | MarkAdvanced)
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
 _decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from .events import (
-    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunFinished,
+    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunFinished,
     RunStarted,
 )
 from .states import OUTCOMES
@@ -89,6 +89,13 @@ def _run_finished(conn: sqlite3.Connection, seq: int, ev: RunFinished) -> None:
     )
 
 
+def _run_cancelled(conn: sqlite3.Connection, seq: int, ev: RunCancelled) -> None:
+    conn.execute(
+        "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE run = ?",
+        (ev.at, ev.reason, ev.run),
+    )
+
+
 def _mark_advanced(conn: sqlite3.Connection, seq: int, ev: MarkAdvanced) -> None:
     # JSON keeps the value's type (a number stays a number) through a TEXT column.
     conn.execute(
@@ -105,6 +112,7 @@ _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
     ApplyStarted: _apply_started,
     EntryApplied: _entry_applied,
     RunFinished: _run_finished,
+    RunCancelled: _run_cancelled,
     MarkAdvanced: _mark_advanced,
 }
 

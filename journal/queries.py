@@ -32,7 +32,7 @@ _ENTRY_COLUMNS = (
 # Candidate entries of a key hash; entries a restarted run forgot drop out of the join.
 HISTORY_SELECT = """
 SELECT e.planned_seq, e.run, e.entry, e.entity, e.op, e.planned_at, e.outcomes, e.applied_at,
-       r.kind, r.source, r.target
+       r.kind, r.source, r.target, r.status
 FROM record_index ri
 JOIN entries e ON e.planned_seq = ri.entry_id
 JOIN runs r ON r.run = e.run
@@ -121,7 +121,7 @@ def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[Hist
     if entity is not None:
         sql, params = sql + " AND e.entity = ?", [*params, entity]
     found = []
-    for planned_seq, run_id, entry, entity_, op, planned_at, outcomes, applied_at, *where in (
+    for planned_seq, run_id, entry, entity_, op, planned_at, outcomes, applied_at, *where, status in (
         conn.execute(sql + " ORDER BY ri.entry_id", params).fetchall()
     ):
         planned = _keys_hashes(conn, planned_seq)
@@ -132,7 +132,8 @@ def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[Hist
         if len(planned.hashes) != len(planned.keys) or (latest is not None and len(latest) != len(planned.keys)):
             raise JournalIntegrityError(f"seq {planned_seq}: keys, hashes and outcomes do not line up")
         for pos in positions:
-            outcome = "pending" if latest is None else latest[pos]
+            # never applied: still to do, or never to be done when the run was cancelled
+            outcome = latest[pos] if latest is not None else "cancelled" if status == "cancelled" else "pending"
             found.append(HistoryRow(run_id, entry, entity_, key, op, planned.hashes[pos], planned_at,
                                     outcome, applied_at, *where))
     return found

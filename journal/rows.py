@@ -73,7 +73,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     op: Op
     hash: str
     planned_at: str
-    outcome: Outcome | Literal["pending"]
+    outcome: Outcome | Literal["pending", "cancelled"]
     applied_at: str | None
     kind: str
     source: str

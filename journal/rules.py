@@ -9,12 +9,13 @@ import sqlite3
 
 from .errors import RejectedEvent
 from .events import (
-    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunStarted, type_name,
+    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunStarted,
+    type_name,
 )
 
 
 def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
-    run = conn.execute("SELECT sealed_at, entries FROM runs WHERE run = ?", (event.run,)).fetchone()
+    run = conn.execute("SELECT sealed_at, entries, status FROM runs WHERE run = ?", (event.run,)).fetchone()
     if isinstance(event, RunStarted):
         if run is not None and run[0] is not None:
             raise RejectedEvent(f"run {event.run!r} is already sealed; it cannot be started again")
@@ -22,6 +23,10 @@ def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
     if run is None:
         raise RejectedEvent(f"{type_name(event)} for unknown run {event.run!r} (no RunStarted)")
     sealed, planned = run[0] is not None, run[1]
+    if run[2] == "cancelled" and not isinstance(event, MarkAdvanced):
+        raise RejectedEvent(f"run {event.run!r} was cancelled; nothing more of it is planned or applied")
+    if isinstance(event, RunCancelled) and run[2] == "completed":
+        raise RejectedEvent(f"run {event.run!r} is completed; there is nothing left to cancel")
     if isinstance(event, EntryPlanned):
         _check_planned(conn, event, sealed)
     elif isinstance(event, PlanSealed):

@@ -10,8 +10,10 @@ from typing import Final, Literal, get_args
 
 # A run's lifecycle, as the runs projection shows it:
 #   planning → planned (sealed) → applying → completed | failed | interrupted
-# failed and interrupted runs can be resumed (→ applying again).
-RunStatus = Literal["planning", "planned", "applying", "completed", "failed", "interrupted"]
+# failed and interrupted runs can be resumed (→ applying again); any run that is not
+# completed can be cancelled, after which nothing of it is planned or applied.
+RunStatus = Literal["planning", "planned", "applying", "completed", "failed", "interrupted",
+                    "cancelled"]
 # What RunFinished can say: how an attempt (or a cut-off planning) ended.
 FinishStatus = Literal["completed", "failed", "interrupted"]
 # A planned entry: pending until an applier records its outcome; failed ones are retried

@@ -21,7 +21,7 @@ from .errors import InputError, SchemaError
 from .filters import parse_filters
 from .planner import PlanContext, involved_entities
 from .request import RunRequest, option_name
-from .schema import Schema, build_schema
+from .schema import Entity, FieldPath, Schema, build_schema
 from .stores.base import RecordStore
 from .transforms import BlobRewriter, Transformer
 
@@ -76,13 +76,15 @@ async def _context(config: Config, request: RunRequest, source: RecordStore,
             raise InputError("--entity is required for copy")
         root = schema.entity(schema.root())
     tree = schema.tree(root.name) if request.kind == "transfer" else (root.name,)
-    check_target(schema, await load_schema(config, target), involved_entities(schema, tree), target.name)
+    target_schema = await load_schema(config, target)
+    check_target(schema, target_schema, involved_entities(schema, tree), target.name)
+    clear = tuple(root.field(f) for f in request.clear)
+    check_clear(target_schema.entity(root.name), clear, target.name)
     rewriter = None
     if request.copy_files:
         env = config.environment(request.target)
         rewriter = BlobRewriter(request.target, request.source, env.blob_map, request.target_bucket)
-    transformer = Transformer(clear=tuple(root.field(f) for f in request.clear),
-                              clear_entity=root.name, rewriter=rewriter)
+    transformer = Transformer(clear=clear, clear_entity=root.name, rewriter=rewriter)
     return PlanContext(request, source, target, schema, root,
                        parse_filters(request.filters, root), tree, transformer)
 
@@ -103,6 +105,15 @@ async def check_blob_targets(config: Config, request: RunRequest) -> None:
         targets.append(f"gs://{request.target_bucket}/")
     if targets:
         await anyio.to_thread.run_sync(blobs.check_buckets, targets)
+
+
+def check_clear(entity: Entity, fields: tuple[FieldPath, ...], env: str) -> None:
+    """--clear of a column the target declares NOT NULL would fail every create, on every
+    resume: refuse it before anything is planned."""
+    for f in fields:
+        if not f.path and entity.types[f.column].notnull:
+            raise SchemaError(f"--clear {f}: environment '{env}' declares {entity.name}.{f.column} "
+                              "NOT NULL, so no record could be written without it")
 
 
 def check_target(source: Schema, target: Schema, names: list[str], env: str) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from journal import Journal
+from journal import Journal, RunCancelled
 
 from . import blobs
 from .applier import Applier, ApplyResult, Progress
-from .clock import new_run_id
+from .clock import new_run_id, now
 from .config import Config
 from .adapters import connect, load_schema, open_store
 from .errors import Interrupted, RunStateError
@@ -81,8 +81,9 @@ async def replan(config: Config, journal: Journal, run_id: str, *,
     with hold_run_lock(journal.path, run_id):
         run = journal.run(run_id)
         assert run is not None
-        if run.sealed_at is not None:
-            raise RunStateError(f"run {run_id} was planned meanwhile by another process")
+        if run.sealed_at is not None or run.status == "cancelled":
+            raise RunStateError(f"run {run_id} was {'cancelled' if run.status == 'cancelled' else 'planned'} "
+                                "meanwhile by another process")
         request = RunRequest.from_options(run.options)
         async with connect(config, request) as ctx:
             ctx.file_workers = file_workers
@@ -106,11 +107,23 @@ async def finish_run(config: Config, journal: Journal, run_id: str, *,
     run = journal.run(run_id)
     if run is None:
         raise RunStateError(f"unknown run {run_id}")
-    if run.status == "completed":
-        return "completed"
+    if run.status in ("completed", "cancelled"):
+        return run.status
     if run.sealed_at is None:
         await replan(config, journal, run_id, stopping=stopping)
     return (await apply(config, journal, run_id, stopping=stopping)).status
+
+
+def cancel(journal: Journal, run_id: str, reason: str) -> None:
+    """Abandon a run that is not completed: journaled, so `runs` shows it cancelled and no
+    resume or daemon ever applies it. What it already applied stays (and stays audited)."""
+    with hold_run_lock(journal.path, run_id):  # not while another process applies it
+        run = journal.run(run_id)
+        if run is None:
+            raise RunStateError(f"unknown run {run_id}")
+        if run.status in ("completed", "cancelled"):
+            raise RunStateError(f"run {run_id} is {run.status}; there is nothing to cancel")
+        journal.append([RunCancelled(run=run_id, at=now(), reason=reason)])
 
 
 def applied_counts(journal: Journal, run_id: str) -> dict[str, Any]:

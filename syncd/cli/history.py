@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from journal import Journal
+from journal import Journal, RunRow
 from journal.events import EntryPlanned
 
 from .. import adapters
@@ -54,7 +54,7 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     row = journal.run(run_id)
     assert row is not None
     entries = list(journal.entries(run_id))
-    records = list(_records(journal, run_id, entries)) if verbose else None
+    records = list(_records(journal, row, entries)) if verbose else None
     if as_json:
         data = _run_json(row) | {"plan": row.summary, "applied": ops.applied_counts(journal, run_id),
                                  "entries": [_entry_json(e) for e in entries]}
@@ -78,11 +78,12 @@ def _entry_json(e: Any) -> dict[str, Any]:
                                        "updated", "skipped", "failed", "error", "retries")}
 
 
-def _records(journal: Journal, run_id: str, entries: list[Any]) -> Any:
+def _records(journal: Journal, run: RunRow, entries: list[Any]) -> Any:
+    unapplied = "cancelled" if run.status == "cancelled" else "pending"
     for e in entries:
-        planned: EntryPlanned = journal.planned(run_id, e.entry)
-        applied = journal.applied(run_id, e.entry)
-        outcomes = applied.outcomes if applied else ["pending"] * len(planned.keys)
+        planned: EntryPlanned = journal.planned(run.run, e.entry)
+        applied = journal.applied(run.run, e.entry)
+        outcomes = applied.outcomes if applied else [unapplied] * len(planned.keys)
         for key, digest, outcome in zip(planned.keys, planned.hashes, outcomes):
             yield (planned.entity, key, planned.op, outcome, digest)
 

@@ -20,11 +20,11 @@ from .. import operations as ops
 from .. import render
 from ..applier import Progress as ApplyProgress
 from ..config import Config
-from ..errors import InputError
+from ..errors import InputError, RunStateError
 from ..plan import APPLIED_KEYS, PlanSummary
 from ..request import RunRequest
 from ..render import err, out
-from .app import EXIT_FAILED, STOP, cli, config_of
+from .app import EXIT_FAILED, STOP, cli, config_of, existing_journal
 
 
 file_workers_option = click.option(
@@ -100,7 +100,7 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     assert journal is not None and planned.run_id is not None
     nothing_to_do = planned.entries == 0  # still applied: the journal records the run as completed
     proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
-                    planned.summary, journal)
+                    planned.summary, journal, new_run=True)
     finish(config, journal, request, planned.run_id, kw["as_json"], workers)
 
 
@@ -125,7 +125,9 @@ def show_plan(planned: ops.Planned, title: str, schema: Any, request: RunRequest
 
 
 def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: RunRequest,
-                    summary: PlanSummary, journal: Journal) -> None:
+                    summary: PlanSummary, journal: Journal, *, new_run: bool) -> None:
+    """Ask before applying. Declining a new run cancels it (journaled), so no planned run is
+    left behind for `audit` to show as pending; declining a resume leaves the run as it was."""
     if yes:
         return
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C here declines
@@ -136,8 +138,12 @@ def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: RunRequest,
     finally:
         signal.signal(signal.SIGINT, previous)
     if not answer:
-        err.print(f"Declined. Run {run_id} stays planned; `syncd resume {run_id}` applies it.")
-        emit_result(as_json, request, run_id, "planned", summary, None)
+        if new_run:
+            ops.cancel(journal, run_id, "declined at the prompt")
+            err.print(f"Declined. Run {run_id} is cancelled; nothing was applied.")
+        else:
+            err.print(f"Declined. Run {run_id} stays as it was; `syncd resume {run_id}` applies it.")
+        emit_result(as_json, request, run_id, "cancelled" if new_run else "planned", summary, None)
         sys.exit(EXIT_FAILED)
 
 
@@ -227,6 +233,8 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
     row = journal.run(run_id)
     assert row is not None
     request = RunRequest.from_options(row.options)
+    if row.status == "cancelled":
+        raise RunStateError(f"run {run_id} was cancelled ({row.error}); it cannot be resumed")
     if row.status == "completed":
         err.print(f"Run {run_id} is already completed; nothing to do.")
         emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
@@ -243,5 +251,17 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
     (err if as_json else out).print(render.plan_table(
         summary, f"Resume {run_id}: {row.source} → {row.target}", None, request.update))
     err.print(f"{len(left)} entries ({sum(e.records for e in left)} records) left to apply.")
-    proceed_or_exit(run_id, yes, as_json, request, summary, journal)
+    proceed_or_exit(run_id, yes, as_json, request, summary, journal, new_run=False)
     finish(config, journal, request, run_id, as_json, file_workers)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--reason", default="cancelled by hand", show_default=True, help="Journaled with the run")
+@click.pass_context
+def cancel(ctx: click.Context, run: str, reason: str) -> None:
+    """Abandon RUN: it is never applied further (what it applied stays)."""
+    journal = existing_journal(ctx)
+    run_id = journal.resolve_run(run)
+    ops.cancel(journal, run_id, reason)
+    err.print(f"Run {run_id} is cancelled.")
