@@ -21,8 +21,10 @@ FinishStatus = Literal["completed", "failed", "interrupted"]
 EntryState = Literal["pending", "done", "failed"]
 # What happened to one record (or file) of an entry.
 Outcome = Literal["created", "skipped", "updated", "failed"]
-# What an entry does: create/update/delete records of an entity, or copy files.
-Op = Literal["create", "update", "delete", "copy"]
+# What an entry does: create/update/delete records of an entity, copy files, or record that
+# records were matched by natural key to the target's (rows: [source key, target key]; nothing
+# is written to the target, so they are applied as skipped).
+Op = Literal["create", "update", "delete", "copy", "match"]
 
 RUN_STATUSES: Final[tuple[RunStatus, ...]] = get_args(RunStatus)
 FINISH_STATUSES: Final[tuple[FinishStatus, ...]] = get_args(FinishStatus)

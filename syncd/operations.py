@@ -135,6 +135,8 @@ def applied_counts(journal: Journal, run_id: str) -> dict[str, Any]:
             files["skipped"] += e.skipped
             files["failed"] += e.failed
             continue
+        if e.op == "match":  # matches write nothing: the plan counts them as existing
+            continue
         c = entities.setdefault(e.entity, dict.fromkeys(APPLIED_KEYS, 0))
         for k in APPLIED_KEYS:
             c[k] += getattr(e, k)

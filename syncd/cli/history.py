@@ -13,6 +13,7 @@ from journal.events import EntryPlanned
 from .. import adapters
 from .. import operations as ops
 from .. import render
+from ..payload import unpack_rows
 from ..plan import PlanSummary
 from ..render import err, out
 from .app import EXIT_FAILED, cli, config_of, existing_journal
@@ -59,7 +60,8 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
         data = _run_json(row) | {"plan": row.summary, "applied": ops.applied_counts(journal, run_id),
                                  "entries": [_entry_json(e) for e in entries]}
         if records is not None:
-            data["records"] = [dict(zip(("entity", "key", "op", "outcome", "hash"), r)) for r in records]
+            data["records"] = [dict(zip(("entity", "key", "op", "outcome", "detail", "hash"), r))
+                               for r in records]
         print(json.dumps(data))
         return
     out.print(f"Run {run_id}: {row.kind} {row.source} → {row.target}, {row.status}")
@@ -70,7 +72,8 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
         (e.entry, e.entity, e.op, e.records, e.state, e.created, e.updated, e.skipped, e.failed,
          e.error) for e in entries]))
     if records is not None:
-        out.print(render.simple_table("Records", ["Entity", "Key", "Op", "Outcome", "Hash"], records))
+        out.print(render.simple_table("Records", ["Entity", "Key", "Op", "Outcome", "Detail", "Hash"],
+                                      records))
 
 
 def _entry_json(e: Any) -> dict[str, Any]:
@@ -84,8 +87,10 @@ def _records(journal: Journal, run: RunRow, entries: list[Any]) -> Any:
         planned: EntryPlanned = journal.planned(run.run, e.entry)
         applied = journal.applied(run.run, e.entry)
         outcomes = applied.outcomes if applied else [unapplied] * len(planned.keys)
-        for key, digest, outcome in zip(planned.keys, planned.hashes, outcomes):
-            yield (planned.entity, key, planned.op, outcome, digest)
+        details = ([f"→ {t}" for _, t in unpack_rows(planned.payload)] if planned.op == "match"
+                   else [""] * len(planned.keys))
+        for key, digest, outcome, detail in zip(planned.keys, planned.hashes, outcomes, details):
+            yield (planned.entity, key, planned.op, outcome, detail, digest)
 
 
 @cli.command()
@@ -99,7 +104,8 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
     rows = journal.history(key, entity)
     history: list[dict[str, Any]] = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
                 "target": h.target, "op": h.op, "outcome": h.outcome, "hash": h.hash,
-                "entity": h.entity, "entry": h.entry, "kind": h.kind} for h in rows]
+                "entity": h.entity, "entry": h.entry, "kind": h.kind,
+                "detail": _detail(journal, h.run, h.entry, h.op, key)} for h in rows]
     if as_json:
         print(json.dumps({"key": key, "entity": entity or (rows[0].entity if rows else None),
                           "history": history}))
@@ -108,9 +114,18 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
         err.print(f"No journaled operation on {key}.")
         return
     out.print(render.simple_table(f"History of {key}", ["At", "Run", "Entity", "Op", "Outcome",
-                                                        "Source → target", "Hash"], [
+                                                        "Source → target", "Detail", "Hash"], [
         (render.short_time(h["at"]), h["run_id"], h["entity"], h["op"], h["outcome"],
-         f"{h['source']} → {h['target']}", h["hash"]) for h in history]))
+         f"{h['source']} → {h['target']}", h["detail"], h["hash"]) for h in history]))
+
+
+def _detail(journal: Journal, run_id: str, entry: int, op: str, key: str) -> str | None:
+    """What the journal adds to a record's line: for a natural-key match, the target's key."""
+    if op != "match":
+        return None
+    rows = unpack_rows(journal.planned(run_id, entry).payload)
+    return next((f"matched {target!s} in the target" for source, target in rows
+                 if str(source) == key), None)
 
 
 @cli.command()

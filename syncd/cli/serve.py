@@ -56,8 +56,8 @@ def serve(ctx: click.Context, env: str, host: str, port: int, tokens_file: Path 
     adapter = RECORD_STORES.for_url(environment.records)
     if not adapter.servable:
         servable = ", ".join(a.label for a in RECORD_STORES.adapters() if a.servable)
-        raise InputError(f"environment '{env}' is a {adapter.label} environment; syncd serve "
-                         f"serves {servable} environments")
+        raise InputError(f"environment '{env}' is not a {servable} environment ({adapter.label}); "
+                         f"syncd serve serves {servable} environments")
     tokens = load_tokens(os.environ, tokens_file, read_only=read_only)
     limits = Limits(max_body_bytes=max_body or server.DEFAULT_LIMITS.max_body_bytes,
                     max_page=max_page or server.DEFAULT_LIMITS.max_page)

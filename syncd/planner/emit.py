@@ -23,6 +23,14 @@ def file_entries(copies: list[FileCheck], size: int = BATCH) -> Iterator[Planned
         yield PlannedEntry(FILES, "copy", FILE_COLUMNS, [r[0] for r in batch], batch)
 
 
+def match_entries(entity: Entity, remaps: dict[Any, Any], size: int = BATCH) -> Iterator[PlannedEntry]:
+    """Natural-key matches (source key → target key), journaled so `audit` and `show -v` can
+    say which target record a source record became."""
+    pairs = [[source, target] for source, target in remaps.items()]
+    for batch in batches(pairs, size):
+        yield PlannedEntry(entity.name, "match", ["source_key", "target_key"], [p[0] for p in batch], batch)
+
+
 def create_entries(entity: Entity, rows: Sequence[Row], size: int = BATCH) -> Iterator[PlannedEntry]:
     columns, at = list(entity.columns), entity.index(entity.key)
     for batch in batches(rows, size):

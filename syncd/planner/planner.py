@@ -109,6 +109,8 @@ class Planner:
             rows = [transformer.apply(entity, r) for r in rows]
         rows = emit.order_self_references(entity, rows)
         self._note(entity, rows, "create")
+        for entry in emit.match_entries(entity, diff.remaps):
+            await self.sink.add(entry)
         for entry in emit.create_entries(entity, rows):
             await self.sink.add(entry)
         for entry in emit.update_entries(entity, diff.updates):
