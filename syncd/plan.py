@@ -14,7 +14,7 @@ from journal import Op, Outcome
 FILES = "files"
 APPLIED_KEYS: tuple[Outcome, ...] = ("created", "updated", "skipped", "failed")  # display order
 # One line of the `-v` listing says what the plan does with a record or file.
-Action = Literal["create", "skip", "update", "match", "copy", "conflict"]
+Action = Literal["create", "skip", "update", "match", "copy", "conflict", "dangling"]
 
 
 @dataclass
@@ -24,6 +24,8 @@ class EntityCounts:
     existing: int = 0
     create: int = 0
     update: int = 0
+    # references to keys of this entity that the source does not have: copied as they are
+    dangling: int = 0
 
 
 @dataclass

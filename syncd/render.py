@@ -25,15 +25,20 @@ err = _console(True)
 
 def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: bool) -> Table:
     table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
+    dangling = any(c.dangling for c in summary.entities.values())
     headers = ["Entity", "Selected", "Dependencies", "Already in target", "To create"]
-    for h in headers + (["To update"] if update else []):
+    headers += ["To update"] if update else []
+    headers += ["Dangling references"] if dangling else []  # listed with -v
+    for h in headers:
         table.add_column(h, justify="left" if h == "Entity" else "right")
     for name, c in summary.entities.items():
         label = name
         if schema and name in schema.entities and schema.entity(name).natural_key:
             label += f" (by {', '.join(schema.entity(name).natural_key)})"
         cells = [label, c.selected, c.dependencies, c.existing, c.create]
-        table.add_row(*map(str, cells + ([c.update] if update else [])))
+        cells += [c.update] if update else []
+        cells += [c.dangling] if dangling else []
+        table.add_row(*map(str, cells))
     return table
 
 

@@ -5,6 +5,7 @@ follows the number of distinct parents, not the selection).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..records import decode_json
@@ -12,6 +13,12 @@ from ..schema import Entity, Reference, Schema, get_in
 from ..stores.base import Row
 from .context import PlanContext
 from .keys import sorted_keys
+
+
+@dataclass
+class Parents:
+    rows: dict[str, list[Row]] = field(default_factory=dict)  # entity → parent rows to plan
+    dangling: dict[str, set[Any]] = field(default_factory=dict)  # entity → keys referenced, absent
 
 
 class ParentClosure:
@@ -22,20 +29,25 @@ class ParentClosure:
         links = {c: ctx.schema.link(c, ctx.tree) for c in ctx.tree[1:]}
         self._selected_by = {(c, refs[0].field) for c, refs in links.items() if len(refs) == 1}
 
-    async def parents(self, selected: dict[str, list[Row]]) -> dict[str, list[Row]]:
-        """The rows of every parent the group needs that no earlier group decided."""
+    async def parents(self, selected: dict[str, list[Row]]) -> Parents:
+        """The rows of every parent the group needs that no earlier group decided, and the
+        referenced keys the source does not have (dangling references, each reported once)."""
         present = _KeySets(self.ctx.schema, selected)
-        deps: dict[str, list[Row]] = {}
+        found = Parents()
         frontier = selected
         while wanted := self._missing(frontier, present):
             frontier = {}
             for name, keys in wanted.items():
-                rows = await self.ctx.source.fetch(self.ctx.schema.entity(name), sorted_keys(keys))
+                entity = self.ctx.schema.entity(name)
+                rows = await self.ctx.source.fetch(entity, sorted_keys(keys))
                 self.known.setdefault(name, set()).update(keys)
                 present[name].update(keys)
-                deps.setdefault(name, []).extend(rows)
+                found.rows.setdefault(name, []).extend(rows)
+                if len(rows) < len(keys):
+                    at = entity.index(entity.key)
+                    found.dangling[name] = keys - {r[at] for r in rows}
                 frontier[name] = rows
-        return deps
+        return found
 
     def _missing(self, frontier: dict[str, list[Row]], present: _KeySets) -> dict[str, set[Any]]:
         wanted: dict[str, set[Any]] = {}

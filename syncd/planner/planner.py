@@ -19,7 +19,7 @@ from .closure import ParentClosure
 from .context import CHUNK, PlanContext, PlanSink, involved_entities
 from .diff import Diff, diff_rows, update_patches
 from .files import FileCheck, blob_pairs, check_files
-from .keys import key_of
+from .keys import key_of, sorted_keys
 from .selection import root_pages, select_tree
 
 
@@ -48,7 +48,11 @@ class Planner:
     async def _plan_group(self, roots: list[Row]) -> None:
         schema = self.ctx.schema
         selected = await select_tree(self.ctx, roots)
-        deps = await self._closure.parents(selected)
+        parents = await self._closure.parents(selected)
+        deps = parents.rows
+        for name, keys in parents.dangling.items():
+            self.summary.entity(name).dangling += len(keys)
+            self._note_keys(name, sorted_keys(keys), "dangling", "referenced, but not in the source")
         diffs: dict[str, Diff] = {}
         for name in schema.order:
             rows = deps.get(name, []) + selected.get(name, [])
@@ -121,6 +125,10 @@ class Planner:
     def _note(self, entity: Entity, rows: Iterable[Row], action: Action, note: str = "") -> None:
         if self.actions is not None:
             self.actions.extend(RecordAction(entity.name, key_of(entity, r), action, note) for r in rows)
+
+    def _note_keys(self, entity: str, keys: Iterable[Any], action: Action, note: str) -> None:
+        if self.actions is not None:
+            self.actions.extend(RecordAction(entity, key, action, note) for key in keys)
 
     def _note_matches(self, entity: Entity, diff: Diff) -> None:
         if self.actions is not None:
