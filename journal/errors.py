@@ -7,7 +7,15 @@ JournalError
 │   └── AmbiguousRun        a prefix matches several runs
 ├── UnknownEntry            the run has no planned entry with that number
 ├── JournalIntegrityError   stored events are inconsistent (a body that does not decode)
-└── JournalStorageError     the storage backend failed (disk full, database locked too long)
+├── NotAJournal             the path cannot be this journal: a regular file on the way to it, a
+│                           folder, a file that is not SQLite or of another schema version
+└── JournalStorageError     the storage failed: the file or its folder cannot be created (permission
+                            denied, read-only, no such folder), disk full, I/O error, locked by
+                            another process past the busy timeout
+
+NotAJournal is a wrong path (fix the URL); JournalStorageError is the machine refusing a right
+one (fix the disk, the permissions, or wait), so callers can tell the two apart (syncd exits 2
+and 74).
 
 Backend errors are mapped at the edge (`raise JournalStorageError(...) from exc`), so callers
 never need to know which database sits underneath.
@@ -40,6 +48,10 @@ class UnknownEntry(JournalError):
 
 
 class JournalIntegrityError(JournalError):
+    pass
+
+
+class NotAJournal(JournalError):
     pass
 
 

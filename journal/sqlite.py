@@ -1,9 +1,17 @@
 """The SQLite journal: one file, WAL, an append-only hash-chained `events` table and
 projection tables kept in step with it inside the same transactions, except the record
-index, which readers catch up lazily from the log (journal/index.py)."""
+index, which readers catch up lazily from the log (journal/index.py).
+
+A new journal's file (and folder) is created by its first use, not when it is opened, so a
+run that fails on bad input before its first append leaves no empty journal behind; whether
+it could be created at all is checked when it is opened. SQLite errors are mapped here, at
+the edge, to NotAJournal (a wrong path) or JournalStorageError (the machine refused).
+"""
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +24,7 @@ from sqlite_utils import Database
 
 from . import index, queries, rules, schema
 from .chain import GENESIS, link
-from .errors import JournalIntegrityError, JournalStorageError, UnknownEntry
+from .errors import JournalError, JournalIntegrityError, JournalStorageError, NotAJournal, UnknownEntry
 from .events import AnyEvent, EntryApplied, EntryPlanned, decode, encode, type_name
 from .projections import project, replay
 from .resolve import resolve_run
@@ -29,16 +37,107 @@ PAGE = 256
 _INSERT_EVENT = "INSERT INTO events (seq, at, run, type, body, hash) VALUES (?, ?, ?, ?, ?, ?)"
 _EVENT_COLUMNS = "seq, at, run, type, body, hash"
 _E = TypeVar("_E", EntryPlanned, EntryApplied)
+# How long a write waits for another process's transaction before the journal counts as
+# locked (SQLite's busy timeout), in seconds; the variable overrides it (tests, or operators
+# who would rather fail fast than wait).
+BUSY_TIMEOUT = 30.0
+BUSY_TIMEOUT_VAR = "SYNCD_JOURNAL_BUSY_TIMEOUT"
+# The one line a storage failure gets, by SQLite's primary result code.
+_REASONS = {
+    sqlite3.SQLITE_FULL: "disk full",
+    sqlite3.SQLITE_IOERR: "disk I/O error",
+    sqlite3.SQLITE_READONLY: "read-only, cannot write",
+    sqlite3.SQLITE_PERM: "permission denied",
+    sqlite3.SQLITE_CANTOPEN: "cannot open the file",
+}
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def busy_timeout() -> float:
+    text = os.environ.get(BUSY_TIMEOUT_VAR, "").strip()
+    try:
+        seconds = float(text) if text else BUSY_TIMEOUT
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also refuses nan
+        raise JournalError(f"{BUSY_TIMEOUT_VAR}={text!r} is not a number of seconds")
+    return seconds
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else str(exc)
+
+
+def _storage_error(path: Path, exc: sqlite3.Error, timeout: float) -> JournalError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # an extended code's primary code
+    if code == sqlite3.SQLITE_NOTADB:
+        return NotAJournal(f"journal {path}: not a journal (not an SQLite database)")
+    if code == sqlite3.SQLITE_BUSY:  # after waiting the busy timeout
+        return JournalStorageError(f"journal {path}: locked by another process (waited {timeout:g} s)")
+    return JournalStorageError(f"journal {path}: {_REASONS.get(code, str(exc))}")
+
+
+def _check_creatable(path: Path) -> None:
+    """Refuse a journal that could never be created now, not at its first append (after the
+    planning): the nearest folder that exists above it must take a new file."""
+    folder = path.parent
+    try:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder.is_dir():
+            tempfile.TemporaryFile(dir=folder).close()  # Linux: O_TMPFILE, never has a name
+            return
+    except OSError as exc:
+        raise JournalStorageError(f"journal {path}: cannot create it in {folder} ({_reason(exc)})") from exc
+    raise NotAJournal(f"journal {path}: {folder} is a file, not a folder")
+
+
+def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open the file, creating it and its folder if needed."""
+    if path.is_dir():  # SQLite would only say "unable to open database file"
+        raise NotAJournal(f"journal {path} is a folder, not a journal")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked when opened, but the disk may have changed since
+        raise JournalStorageError(f"journal {path}: cannot create its folder ({_reason(exc)})") from exc
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a batch is exactly one
     # transaction and reading the chain's tail cannot race another process's append.
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit is fsynced before append returns; the applier's effects come after it.
-    conn.execute("PRAGMA synchronous=FULL")
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is fsynced before append returns; the applier's effects come after it.
+        conn.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _database(conn: sqlite3.Connection) -> Database:
+    return Database(conn, recursive_triggers=False, execute_plugins=False)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, durable: bool = True) -> Iterator[None]:
+    """One IMMEDIATE transaction: all of it is committed (and fsynced) or none of it."""
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _rebuild(conn: sqlite3.Connection) -> None:
+    db = _database(conn)
+    schema.drop_projections(db)
+    schema.create_projections(db)
+    rows = conn.execute("SELECT seq, body FROM events ORDER BY seq")
+    replay(conn, ((seq, _decode(seq, body)) for seq, body in rows))
+    while not index.catch_up_chunk(conn):
+        pass
 
 
 def _decode(seq: int, body: bytes) -> AnyEvent:
@@ -52,25 +151,43 @@ class SqliteJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            self._conn = _connect(path)
-        except sqlite3.Error as exc:
-            raise JournalStorageError(f"cannot open journal {path}: {exc}") from exc
-        self._db = Database(self._conn, recursive_triggers=False, execute_plugins=False)
-        with self._writing() as conn:
-            schema.create_event_log(self._db)
+        self._timeout = busy_timeout()
+        self._conn: sqlite3.Connection | None = None
+        if path.exists():
+            with self._reading():  # now, so a locked or foreign file is refused here
+                pass
+        else:
+            _check_creatable(path)  # created by its first use (module docstring)
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection (opening and preparing the file the first time); called under
+        self._lock."""
+        if self._conn is None:
+            conn = _connect(self.path, self._timeout)
+            try:
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        db = _database(conn)
+        with _transaction(conn):
+            schema.create_event_log(db)
             self._check_version(conn)
-            if schema.projections_version(self._db) == schema.PROJECTIONS_VERSION:
-                schema.create_projections(self._db)
+            if schema.projections_version(db) == schema.PROJECTIONS_VERSION:
+                schema.create_projections(db)
             else:
                 # Built by another layout (or never): derived data, so rebuilt from the log.
-                self._rebuild(conn)
-                schema.set_projections_version(self._db)
+                _rebuild(conn)
+                schema.set_projections_version(db)
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row[0] != schema.SCHEMA_VERSION:
-            raise JournalStorageError(
+            raise NotAJournal(
                 f"journal {self.path} has schema version {row[0]}; this code knows {schema.SCHEMA_VERSION}"
             )
 
@@ -78,23 +195,14 @@ class SqliteJournal:
     def _reading(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
-                yield self._conn
+                yield self._connection()
             except sqlite3.Error as exc:
-                raise JournalStorageError(f"journal {self.path}: {exc}") from exc
+                raise _storage_error(self.path, exc, self._timeout) from exc
 
     @contextmanager
     def _writing(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all of it is committed (and fsynced) or none of it."""
-        with self._reading() as conn:
-            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._reading() as conn, _transaction(conn, durable):
+            yield conn
 
     # -- writing ----------------------------------------------------------------------
 
@@ -129,15 +237,7 @@ class SqliteJournal:
         """Drop the projection tables and replay every event into fresh ones, the record
         index included (caught up to the end of the log)."""
         with self._writing() as conn:
-            self._rebuild(conn)
-
-    def _rebuild(self, conn: sqlite3.Connection) -> None:
-        schema.drop_projections(self._db)
-        schema.create_projections(self._db)
-        rows = conn.execute("SELECT seq, body FROM events ORDER BY seq")
-        replay(conn, ((seq, _decode(seq, body)) for seq, body in rows))
-        while not index.catch_up_chunk(conn):
-            pass
+            _rebuild(conn)
 
     def _catch_up_index(self) -> None:
         """Index the entries planned since the last catch-up (a no-op read when none were).
@@ -259,11 +359,12 @@ class SqliteJournal:
         try:
             return verify_sqlite(self.path)
         except sqlite3.Error as exc:
-            raise JournalStorageError(f"cannot verify journal {self.path}: {exc}") from exc
+            raise _storage_error(self.path, exc, self._timeout) from exc
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:  # never used: nothing was opened (or created)
+                self._conn.close()
 
     def __enter__(self) -> SqliteJournal:
         return self

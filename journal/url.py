@@ -27,7 +27,6 @@ def sqlite_path(url: str | os.PathLike[str]) -> Path:
 
 
 def open_journal(url: str | os.PathLike[str]) -> SqliteJournal:
-    """Open (creating it and its folder if needed) the journal at `url`."""
-    path = sqlite_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteJournal(path)
+    """Open the journal at `url`. A new one's file and folder are created by its first use,
+    and refused now if they could not be (journal/sqlite.py)."""
+    return SqliteJournal(sqlite_path(url))

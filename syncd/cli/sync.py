@@ -153,11 +153,14 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[bytes]}"), TimeElapsedColumn(), console=err,
                   transient=as_json) as bar:
-        task = bar.add_task("applying", total=None, bytes="")
-        files = FilesLine(bar)
+        records, files = bar.add_task("applying", total=None, bytes=""), FilesLine(bar)
+
+        def start(n_records: int, n_files: int) -> None:
+            bar.update(records, total=n_records)
+            files.start(n_files)
+
         progress = ApplyProgress(
-            on_start=lambda total: bar.update(task, total=total),
-            on_entry=lambda entity, n: bar.update(task, advance=n, description=entity),
+            on_start=start, on_entry=lambda entity, n: bar.update(records, advance=n, description=entity),
             on_files=files.planned, on_file=files.done)
         result = anyio.run(lambda: ops.apply(config, journal, run_id, stopping=STOP, progress=progress,
                                              file_workers=file_workers))
@@ -179,27 +182,33 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
 
 
 class FilesLine:
-    """The progress bar's "files" line: files done of those planned, and their bytes."""
+    """The progress bar's "files" line: files done of all the run has left to copy (known
+    when applying starts), their bytes, and how many failed."""
 
     def __init__(self, bar: Progress) -> None:
         self.bar = bar
         self.task: TaskID | None = None
-        self.total_files = self.total_bytes = self.done_bytes = 0
+        self.total_bytes = self.done_bytes = self.failed = 0
+
+    def start(self, files: int) -> None:
+        if files:
+            self.task = self.bar.add_task("files", total=files, bytes="")
 
     def planned(self, files: int, nbytes: int) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("files", total=0, bytes="")
-        self.total_files += files
-        self.total_bytes += nbytes
-        self.bar.update(self.task, total=self.total_files, bytes=self._bytes())
+        self.total_bytes += nbytes  # bytes are known per entry, as each one begins
+        self._show(0)
 
-    def done(self, nbytes: int) -> None:
-        assert self.task is not None
+    def done(self, nbytes: int, ok: bool) -> None:
         self.done_bytes += nbytes
-        self.bar.update(self.task, advance=1, bytes=self._bytes())
+        self.failed += not ok
+        self._show(1)
 
-    def _bytes(self) -> str:
-        return f"{filesize.decimal(self.done_bytes)} / {filesize.decimal(self.total_bytes)}"
+    def _show(self, advance: int) -> None:
+        if self.task is None:
+            return
+        failed = f", [red]{self.failed} failed[/]" if self.failed else ""
+        self.bar.update(self.task, advance=advance, description=f"files{failed}",
+                        bytes=f"{filesize.decimal(self.done_bytes)} / {filesize.decimal(self.total_bytes)}")
 
 
 def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: str,

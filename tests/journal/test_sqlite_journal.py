@@ -197,6 +197,8 @@ def test_open_journal_relative_urls_and_paths(tmp_path, monkeypatch, url):
     monkeypatch.chdir(tmp_path)
     with open_journal(url) as journal:
         assert journal.path.resolve() == tmp_path / "nested" / "dir" / "j.db"
+        assert not journal.path.exists()  # created by its first use, not by opening
+        journal.last_seq()
     assert (tmp_path / "nested" / "dir" / "j.db").is_file()
 
 
@@ -206,6 +208,7 @@ def test_open_journal_absolute_url_and_pathlike(tmp_path):
         assert journal.path == absolute
     with open_journal(absolute) as journal:
         assert journal.path == absolute
+        journal.last_seq()
     assert absolute.is_file()
 
 
