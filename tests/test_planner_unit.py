@@ -1,0 +1,109 @@
+"""The planner's steps on the in-memory store: no SQLite file, no journal, no CLI.
+
+Each test declares a small source and target (syncd/stores/memory.py), plans into a list, and
+checks the entries: parent closure, natural-key matching, self-reference order, update diffs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from syncd.config import EntityConfig
+from syncd.filters import parse_filters
+from syncd.plan import PlannedEntry, PlanSummary
+from syncd.planner import Planner, PlanContext
+from syncd.planner.closure import ParentClosure
+from syncd.planner.diff import diff_rows
+from syncd.request import RunRequest
+from syncd.schema import build_schema
+from syncd.stores.memory import MemoryStore, Table
+from syncd.transforms import Transformer
+
+TABLES = {
+    "sites": Table(["id INTEGER", "name TEXT NOT NULL"]),
+    "devices": Table(["id TEXT", "serial TEXT NOT NULL", "site_id INTEGER"], foreign_keys={"site_id": "sites"}),
+    "videos": Table(["id TEXT", "title TEXT", "meta JSON", "updated_at TEXT"]),
+    "folders": Table(["id INTEGER", "parent_id INTEGER"], foreign_keys={"parent_id": "folders"}),
+}
+CONFIG = {
+    "devices": EntityConfig(natural_key=["serial"]),
+    "videos": EntityConfig(references={"meta.device_id": "devices"}, compare_ignore=["updated_at"]),
+}
+SOURCE_ROWS: dict[str, list[dict[str, Any]]] = {
+    "sites": [{"id": 1, "name": "Lyon"}, {"id": 2, "name": "Oslo"}],
+    "devices": [{"id": "d1", "serial": "S1", "site_id": 1}, {"id": "d2", "serial": "S2", "site_id": 2}],
+    "videos": [{"id": "v1", "title": "one", "meta": {"device_id": "d1"}, "updated_at": "t1"},
+               {"id": "v2", "title": "two", "meta": {"device_id": "d2"}, "updated_at": "t1"}],
+    "folders": [{"id": 1, "parent_id": 2}, {"id": 2, "parent_id": 3}, {"id": 3, "parent_id": None}],
+}
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.entries: list[PlannedEntry] = []
+
+    async def add(self, entry: PlannedEntry) -> None:
+        self.entries.append(entry)
+
+    def rows(self, entity: str, op: str = "create") -> list[list[Any]]:
+        return [list(r) for e in self.entries if e.entity == entity and e.op == op for r in e.rows]
+
+
+def context(target_rows: dict[str, list[dict[str, Any]]], **request: Any) -> PlanContext:
+    source = MemoryStore.from_tables("prod", TABLES, rows=SOURCE_ROWS)
+    target = MemoryStore.from_tables("dev", TABLES, rows=target_rows)
+    built = build_schema(anyio.run(source.describe), CONFIG)
+    req = RunRequest.build(kind="copy", source="prod", target="dev", **request)
+    root = built.entity(req.entity or "videos")
+    return PlanContext(req, source, target, built, root, parse_filters(req.filters, root),
+                       (root.name,), Transformer())
+
+
+def plan(ctx: PlanContext) -> tuple[PlanSummary, ListSink]:
+    sink = ListSink()
+    summary = anyio.run(lambda: Planner(ctx, sink).run())
+    return summary, sink
+
+
+def test_closure_brings_every_parent_recursively_once() -> None:
+    ctx = context({}, entity="videos", filters=("id:eq:v1",))
+    closure = ParentClosure(ctx)
+    v1 = anyio.run(lambda: ctx.source.fetch(ctx.root, ["v1"]))
+    first = anyio.run(lambda: closure.parents({"videos": v1}))
+    assert {name: [r[0] for r in rows] for name, rows in first.rows.items()} == {"devices": ["d1"], "sites": [1]}
+    again = anyio.run(lambda: closure.parents({"videos": v1}))
+    assert again.rows == {}  # decided in an earlier group: never planned twice
+
+
+def test_natural_key_match_returns_remaps_and_references_follow_them() -> None:
+    ctx = context({"sites": [{"id": 1, "name": "Lyon"}],
+                   "devices": [{"id": "dev-9", "serial": "S1", "site_id": 1}]}, entity="videos")
+    devices = ctx.schema.entity("devices")
+    rows = anyio.run(lambda: ctx.source.fetch(devices, ["d1", "d2"]))
+    diff = anyio.run(lambda: diff_rows(ctx, devices, rows))
+    assert diff.remaps == {"d1": "dev-9"} and [r[0] for r in diff.creates] == ["d2"]
+    assert ctx.transformer.remaps == {}  # diff only reads; the planner applies the remaps
+    summary, sink = plan(ctx)
+    assert [r[0] for r in sink.rows("devices")] == ["d2"]
+    assert sink.rows("devices", "match") == [["d1", "dev-9"]]
+    metas = {r[0]: r[2] for r in sink.rows("videos")}
+    assert '"dev-9"' in metas["v1"] and '"d2"' in metas["v2"]  # v1 points at the matched device
+    assert summary.entities["devices"].existing == 1 and summary.entities["devices"].create == 1
+
+
+def test_self_references_are_created_parents_first() -> None:
+    ctx = context({}, entity="folders", filters=("id:eq:1",))
+    summary, sink = plan(ctx)
+    assert [r[0] for r in sink.rows("folders")] == [3, 2, 1]
+    assert summary.entities["folders"].selected == 1 and summary.entities["folders"].dependencies == 2
+
+
+def test_update_patches_only_fields_that_differ() -> None:
+    current = {"sites": SOURCE_ROWS["sites"], "devices": SOURCE_ROWS["devices"],
+               "videos": [{"id": "v1", "title": "old", "meta": {"device_id": "d1"}, "updated_at": "t0"},
+                          {"id": "v2", "title": "two", "meta": {"device_id": "d2"}, "updated_at": "t0"}]}
+    summary, sink = plan(context(current, entity="videos", update=True))
+    assert sink.rows("videos", "update") == [["v1", {"title": "one"}]]  # updated_at is ignored
+    assert sink.rows("videos") == []
+    assert summary.entities["videos"].update == 1
