@@ -44,10 +44,11 @@ class ApplyResult:
 class Progress:
     """What the applier reports after each entry; the CLI draws it."""
 
-    on_start: Callable[[int], None] = lambda total: None
+    # what is left to apply: records of record entries, files of copy entries
+    on_start: Callable[[int, int], None] = lambda records, files: None
     on_entry: Callable[[str, int], None] = lambda entity, records: None
     on_files: Callable[[int, int], None] = lambda files, nbytes: None  # a files entry begins
-    on_file: Callable[[int], None] = lambda nbytes: None  # one file done, copied or not
+    on_file: Callable[[int, bool], None] = lambda nbytes, ok: None  # one file done (ok: not failed)
 
 
 class Applier:
@@ -67,11 +68,12 @@ class Applier:
         run = self.journal.run(self.run_id)
         if run is None or run.sealed_at is None:
             raise RunStateError(f"run {self.run_id} has no sealed plan")
-        if run.status == "completed":
-            raise RunStateError(f"run {self.run_id} is already completed")
+        if run.status in ("completed", "cancelled"):
+            raise RunStateError(f"run {self.run_id} is {run.status}; it cannot be applied again")
         todo = list(self.journal.entries(self.run_id, states=TODO_STATES))
         self._resuming = run.attempts > 0  # an earlier attempt may have written pending entries
-        self.progress.on_start(sum(e.records for e in todo))
+        self.progress.on_start(sum(e.records for e in todo if e.op != "copy"),
+                               sum(e.records for e in todo if e.op == "copy"))
         await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
         result = ApplyResult("completed")
         async with task_group() as tasks:
@@ -93,13 +95,17 @@ class Applier:
                 if row.op != "copy" and row.entity in blocked:
                     continue
                 failpoints.hit("apply.before-entry")
-                applied = await self._apply(entry, rows)
+                if entry.op == "match":  # a journaled decision, nothing to write
+                    applied = self._outcome(entry, "done", ["skipped"] * len(rows), None, 0)
+                else:
+                    applied = await self._apply(entry, rows)
                 failpoints.hit("apply.after-effect")  # written to the target, outcome not journaled yet
                 # Not fsynced: losing it to a power cut only means resume redoes an
                 # idempotent entry; the RunFinished below makes all of them durable.
                 await self._append(applied, durable=False)
                 failpoints.hit("apply.after-outcome")
-                self.progress.on_entry(row.entity, row.records)
+                if row.op != "copy":  # files advance one by one (on_file)
+                    self.progress.on_entry(row.entity, row.records)
                 if applied.state == "failed":
                     result.status = "failed"
                     result.failures.append(f"{row.entity} entry {row.entry}: {applied.error}")
@@ -125,26 +131,31 @@ class Applier:
             try:
                 if entry.op == "create":
                     flags = await self.target.create(entity, entry.columns, rows)
-                    outcomes = await self._create_outcomes(entity, entry, rows, flags)
+                    outcomes: list[Outcome] = await self._create_outcomes(
+                        entity, entry, rows, flags, retries > 0)
                 else:
                     flags = await self.target.update(entity, [(k, f) for k, f in rows])
                     outcomes = ["updated" if f else "skipped" for f in flags]
                 return self._outcome(entry, "done", outcomes, None, retries)
             except TransientError as exc:
+                # Only from stores that do not retry themselves (SQLite's "database is
+                # locked"). A store that does (HTTP) raises RetriesExhausted, a
+                # PermanentError, when it gives up: retried here, its requests would multiply.
                 if retries >= RETRIES:
                     return self._outcome(entry, "failed", None, str(exc), retries)
-                retries += 1
                 await anyio.sleep(backoff(retries))
+                retries += 1
             except StoreError as exc:
                 return self._outcome(entry, "failed", None, str(exc), retries)
 
     async def _create_outcomes(self, entity: Entity, entry: EntryPlanned, rows: list[list[Any]],
-                               flags: list[bool]) -> list[str]:
-        """created / skipped per row. On resume, a row found present that holds exactly the
-        planned content was written by this run's interrupted attempt (the plan saw it
-        absent), so the journal says created, not skipped."""
-        outcomes = ["created" if f else "skipped" for f in flags]
-        if not self._resuming or all(flags):
+                               flags: list[bool], retried: bool) -> list[Outcome]:
+        """created / skipped per row. When an earlier try may have written part of the entry
+        (on resume, or on a retry after a store failed between the requests of a split
+        write), a row found present that holds exactly the planned content was written by
+        that try (the plan saw it absent), so the journal says created, not skipped."""
+        outcomes: list[Outcome] = ["created" if f else "skipped" for f in flags]
+        if not (self._resuming or retried) or all(flags):
             return outcomes
         key_at = entry.columns.index(entity.key)
         present = await self.target.fetch(entity, [r[key_at] for r, f in zip(rows, flags) if not f])
@@ -168,7 +179,7 @@ class Applier:
                                                              self._resuming, limiter=limiter)
             except StoreError as exc:
                 errors.append(str(exc))
-            self.progress.on_file(planned.size or 0)
+            self.progress.on_file(planned.size or 0, outcomes[i] != "failed")
 
         async with task_group() as tg:
             for i, (src, dst, *planned) in enumerate(rows):

@@ -8,12 +8,18 @@ fault-injecting HTTP proxy.
                                      request in every N: 500 (before or after forwarding), 429
                                      with Retry-After, a stall past the client's timeout, or a
                                      dropped connection (before or after forwarding)
+    start_proxy(upstream, every=0, script="videos/create#2=503*6")
+                                     the same proxy failing only what its script says: here
+                                     the 2nd distinct body POSTed to .../videos/create gets
+                                     a 503 on its first 6 arrivals (see `Rule`)
+    requests_in(log)                 every request a proxy saw: method, path, body digest, key
 
 Run as a script, this module is the proxy: `python tests/http_fixtures.py proxy --upstream URL`.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import re
@@ -22,9 +28,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import httpx
 
@@ -41,6 +48,9 @@ TOKEN_VAR = "SYNCD_TEST_TOKEN"  # what the client configs name: token = "${SYNCD
 os.environ.setdefault(TOKEN_VAR, TOKEN)
 READY_TIMEOUT = 60.0  # seconds: the machine may be busy with other engineers' tests
 FAULTS = ("500-before", "500-after", "429", "stall", "drop-before", "drop-after")
+# only by script: a 503 whose Retry-After is 0 (retried at once, so counting retries is
+# fast), and a 422 (a refusal no client retries); "-after" kinds forward the request first
+SCRIPTED = ("503", "503-after", "422")
 
 
 @dataclass
@@ -117,17 +127,19 @@ class HttpWorld:
 
 def http_world(root: Path, *, videos: int = 20, seed: int = 7, behind: Iterable[str] = ("prod", "dev"),
                serve_args: tuple[str, ...] = (), faults_every: int | None = None,
-               timeout: float | None = None, files: bool = True) -> HttpWorld:
-    """A world with the environments in `behind` served over HTTP (optionally via faulty proxies)."""
+               faults_script: str = "", timeout: float | None = None,
+               files: bool = True) -> HttpWorld:
+    """A world with the environments in `behind` served over HTTP (optionally via faulty
+    proxies: random faults with `faults_every`, scripted ones with `faults_script`)."""
     w = world_module.build_world(root, videos=videos, seed=seed, files=files)
     hw = HttpWorld(w, w.config)
     try:
         for env in behind:
             hw.servers[env] = start_server(w.config, env, *serve_args)
-            if faults_every is not None:
-                hw.proxies[env] = start_proxy(hw.servers[env].url, every=faults_every,
+            if faults_every is not None or faults_script:
+                hw.proxies[env] = start_proxy(hw.servers[env].url, every=faults_every or 0,
                                               log=w.root / f"proxy-{env}.log",
-                                              seed=len(hw.proxies) + 1)
+                                              seed=len(hw.proxies) + 1, script=faults_script)
         urls = {env: (hw.proxies.get(env) or hw.servers[env]).url for env in hw.servers}
         client = w.root / "client.toml"
         client.write_text(client_config(w.config.read_text(), urls, timeout))
@@ -152,9 +164,11 @@ def client_config(text: str, urls: dict[str, str], timeout: float | None = None,
 # ---------------------------------------------------------------------------- the proxy
 
 def start_proxy(upstream: str, *, every: int, log: Path, seed: int = 1,
-                stall: float = 3.0) -> Server:
+                stall: float = 3.0, script: str = "") -> Server:
+    """`every` 0: no random faults, only the `script`'s."""
     return start_process([sys.executable, str(Path(__file__).resolve()), "proxy", "--upstream", upstream,
-                          "--every", str(every), "--seed", str(seed), "--stall", str(stall)],
+                          "--every", str(every), "--seed", str(seed), "--stall", str(stall),
+                          "--script", script],
                          log, ready=r"proxy on (http://\S+)")
 
 
@@ -163,21 +177,75 @@ def faults_in(log: str) -> list[str]:
     return re.findall(r"^fault (\S+) ", log, flags=re.MULTILINE)
 
 
+class Request(NamedTuple):
+    method: str
+    path: str
+    body: str  # a digest: retries of one request carry the same body
+    key: str  # the Idempotency-Key, "-" without one
+
+
+def requests_in(log: str) -> list[Request]:
+    """Every request a proxy saw (health checks aside), in arrival order, from its log."""
+    return [Request(*found) for found in
+            re.findall(r"^request (\S+) (\S+) body=(\S+) key=(\S+)$", log, flags=re.MULTILINE)]
+
+
+class Rule(NamedTuple):
+    """`SUFFIX#NTH=KIND*COUNT`: the NTH distinct body sent to a path ending in SUFFIX gets
+    the fault KIND on its first COUNT arrivals (a retry sends the same body again)."""
+
+    suffix: str
+    nth: int
+    kind: str
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        found = re.fullmatch(r"(\S+)#(\d+)=(\S+)\*(\d+)", text)
+        if not found or found[3] not in (*FAULTS, *SCRIPTED):
+            raise ValueError(f"bad fault rule {text!r}: want SUFFIX#NTH=KIND*COUNT")
+        return cls(found[1], int(found[2]), found[3], int(found[4]))
+
+
+class Script:
+    """Faults by rule, counted per distinct body of each path."""
+
+    def __init__(self, text: str) -> None:
+        self.rules = [Rule.parse(part) for part in text.split(",") if part]
+        self.bodies: dict[str, list[str]] = {}  # path → distinct bodies, in arrival order
+        self.arrivals: Counter[tuple[str, str]] = Counter()
+
+    def fault(self, path: str, body: str) -> str | None:
+        seen = self.bodies.setdefault(path, [])
+        if body not in seen:
+            seen.append(body)
+        self.arrivals[path, body] += 1
+        for rule in self.rules:
+            if (path.endswith(rule.suffix) and seen.index(body) + 1 == rule.nth
+                    and self.arrivals[path, body] <= rule.count):
+                return rule.kind
+        return None
+
+
 class FaultProxy:
     """ASGI app forwarding to `upstream`; in every window of `every` requests, one (at a
-    seeded position) gets a fault, the kinds taking turns, so a short run meets all of them."""
+    seeded position) gets a fault, the kinds taking turns, so a short run meets all of them.
+    With `every` 0, only the `script`'s faults. Every request is logged."""
 
-    def __init__(self, upstream: str, every: int, seed: int, stall: float) -> None:
+    def __init__(self, upstream: str, every: int, seed: int, stall: float, script: str = "") -> None:
         self.upstream = upstream
         self.every = every
         self.stall = stall
         self.rng = random.Random(seed)
         self.count = 0
         self.faults = 3 * (seed - 1)  # proxies start at different kinds: a short run meets all
-        self.victim = self.rng.randrange(every)
+        self.victim = self.rng.randrange(every) if every else 0
+        self.script = Script(script)
         self.client: httpx.AsyncClient | None = None
 
     def next_fault(self) -> str | None:
+        if not self.every:
+            return None
         position = self.count % self.every
         self.count += 1
         if position == self.every - 1:
@@ -198,10 +266,10 @@ class FaultProxy:
             if not message.get("more_body"):
                 break
         path = scope["path"]
-        fault = None if path.endswith("/health") else self.next_fault()
+        fault = None if path.endswith("/health") else self.fault(scope, body)
         if fault:
             print(f"fault {fault} {scope['method']} {path}", flush=True)
-        if fault in ("500-before", "429", "drop-before"):
+        if fault and not fault.endswith("-after") and fault != "stall":
             await _fail(send, fault)
             return
         if fault == "stall":
@@ -209,11 +277,18 @@ class FaultProxy:
 
             await asyncio.sleep(self.stall)  # the client gives up first; the request goes on
         status, headers, content = await self.forward(scope, body)
-        if fault in ("500-after", "drop-after"):
+        if fault and fault.endswith("-after"):
             await _fail(send, fault)  # the upstream did the work; its answer is lost
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    def fault(self, scope: dict[str, Any], body: bytes) -> str | None:
+        """Logs the request; the fault it gets, if any."""
+        digest = hashlib.blake2b(body, digest_size=8).hexdigest()
+        key = dict(scope["headers"]).get(b"idempotency-key", b"-").decode()
+        print(f"request {scope['method']} {scope['path']} body={digest} key={key}", flush=True)
+        return self.script.fault(scope["path"], digest) or self.next_fault()
 
     async def forward(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[Any], bytes]:
         if self.client is None:
@@ -234,7 +309,10 @@ async def _fail(send: Any, fault: str) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"100")]})
         raise ConnectionAbortedError("fault injected: connection dropped")
-    status, headers = (429, [(b"retry-after", b"1")]) if fault == "429" else (500, [])
+    status, headers = {"429": (429, [(b"retry-after", b"1")]),
+                       "503": (503, [(b"retry-after", b"0")]),
+                       "503-after": (503, [(b"retry-after", b"0")]),
+                       "422": (422, [])}.get(fault, (500, []))
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), *headers]})
     await send({"type": "http.response.body",
@@ -259,12 +337,13 @@ def _proxy_main(argv: list[str]) -> None:
     parser.add_argument("--every", type=int, default=10, help="one faulty request in every N")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--stall", type=float, default=3.0, help="seconds a stalled request waits")
+    parser.add_argument("--script", default="", help="faults by rule: SUFFIX#NTH=KIND*COUNT,...")
     args = parser.parse_args(argv)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     print(f"proxy on http://127.0.0.1:{sock.getsockname()[1]} → {args.upstream}", flush=True)
-    app = FaultProxy(args.upstream, args.every, args.seed, args.stall)
+    app = FaultProxy(args.upstream, args.every, args.seed, args.stall, args.script)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 

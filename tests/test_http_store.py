@@ -17,6 +17,7 @@ from http_fixtures import READ_TOKEN, TOKEN, Server, start_server
 from syncd.config import EntityConfig
 from syncd.errors import InputError, PermanentError, TransientError
 from syncd.filters import Filter, parse_filters
+from syncd.retry import RetriesExhausted
 from syncd.schema import Schema, build_schema
 from syncd.stores.http import HttpOptions, HttpStore, retry_after
 from syncd.stores.sqlite import SqliteStore
@@ -121,13 +122,16 @@ def test_read_only_token_cannot_open_a_target(served: Any) -> None:
     anyio.run(main)
 
 
-def test_gives_up_as_transient_after_its_attempts() -> None:
+def test_gives_up_after_its_attempts_as_exhausted_not_transient() -> None:
     async def main() -> None:
         store = HttpStore("gone", "http://127.0.0.1:9", TOKEN, readonly=True,
                           options=HttpOptions(attempts=3, backoff=0.01))
         try:
-            with pytest.raises(TransientError, match="gave up after 3 attempts"):
+            # permanent, so that no outer layer (the applier) retries the request again
+            with pytest.raises(RetriesExhausted, match="gave up after 3 attempts") as raised:
                 await store.describe()
+            assert isinstance(raised.value, PermanentError)
+            assert not isinstance(raised.value, TransientError)
             assert store.retries == {"connection refused or unreachable": 2}
         finally:
             await store.close()

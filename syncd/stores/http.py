@@ -4,17 +4,20 @@ A sync machine never needs database credentials: it holds one bearer token per e
 
 - Pooling and timeouts: one httpx.AsyncClient per store, keep-alive connections, a timeout per
   request (`HttpOptions.timeout`, the environment's `timeout`).
-- Retries: connection errors, timeouts, dropped connections, 429 and 5xx are retried with
-  exponential backoff and jitter, waiting what `Retry-After` asks when the server says; no
-  other 4xx is ever retried. Each retry is one warning line on stderr (logger `syncd.http`),
-  and `close()` sums them up. Writes carry an `Idempotency-Key`, so a write retried after a
-  lost answer gets the first attempt's answer (created stays created).
+- Retries: this store is the one layer that retries HTTP requests (it alone knows
+  Retry-After, and it retries one request of a split call, not the calls before it).
+  Connection errors, timeouts, dropped connections, 429 and 5xx are retried with exponential
+  backoff and jitter, waiting what `Retry-After` asks when the server says; no other 4xx is
+  ever retried. Each retry is one warning line on stderr (logger `syncd.http`), and `close()`
+  sums them up. Each write request gets one `Idempotency-Key`, sent by all its retries, so a
+  write retried after a lost answer gets the first attempt's answer (created stays created).
 - Limits: the server's page size and body limit (from GET /schema) split large calls: key
   lookups into chunks sent concurrently (at most `concurrency` requests in flight), writes
   into chunks sent in order (rows of an entry may reference earlier rows).
-- Errors are mapped here, at the edge: retries exhausted → TransientError; another 4xx →
-  PermanentError; while connecting (describe), a bad URL or a missing, wrong or read-only
-  token → InputError, before anything is written.
+- Errors are mapped here, at the edge: retries exhausted → RetriesExhausted (permanent, so
+  the applier does not retry the request again); another 4xx → PermanentError; while
+  connecting (describe), a bad URL or a missing, wrong or read-only token → InputError,
+  before anything is written.
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ import httpx
 import msgspec
 
 from .. import wire
-from ..errors import InputError, PermanentError, StoreError, TransientError
+from ..errors import InputError, PermanentError, StoreError
 from ..filters import Filter
+from ..retry import ATTEMPTS, RetriesExhausted
 from ..schema import Column, Entity, TableInfo
 from ..tasks import task_group
 from .base import Patch, Row
@@ -53,7 +57,7 @@ _CAUTIOUS = wire.Limits(max_body_bytes=1024 * 1024, max_page=1000)
 @dataclass(frozen=True)
 class HttpOptions:
     timeout: float = 30.0  # seconds a request may take (to connect, send, or wait for a reply)
-    attempts: int = 6  # tries per request, the first one included
+    attempts: int = ATTEMPTS  # tries per request, the first one included
     backoff: float = 0.1  # seconds before the first retry; doubled per retry, ±50% jitter
     max_backoff: float = 5.0
     max_retry_after: float = 60.0  # the longest Retry-After honoured
@@ -210,7 +214,8 @@ class HttpStore:
                     answer: type[T], *, write: bool = False, connecting: bool = False) -> T:
         if write and self._readonly:  # a source is never written, whatever its token allows
             raise PermanentError(f"environment '{self.name}' is open read-only")
-        key = str(uuid.uuid4()) if write else None  # the same key on every retry of this call
+        # one key per request, made before its first try: every retry in _send sends it again
+        key = str(uuid.uuid4()) if write else None
         raw = await self._send(endpoint, entity.name if entity else None, body,
                                idempotency_key=key, connecting=connecting)
         return _decode(raw, answer, self.name, endpoint)
@@ -236,9 +241,9 @@ class HttpStore:
                 problem = f"HTTP {response.status_code}"
                 wait = retry_after(response.headers.get("Retry-After"), self._options.max_retry_after)
                 cause = httpx.HTTPStatusError(problem, request=response.request, response=response)
-            if attempt == attempts:
-                raise TransientError(f"{self.name}: {endpoint.method} {url}: {problem} "
-                                     f"(gave up after {attempts} attempts)") from cause
+            if attempt == attempts:  # permanent now: retrying it again would multiply requests
+                raise RetriesExhausted(f"{self.name}: {endpoint.method} {url}: {problem} "
+                                       f"(gave up after {attempts} attempts)") from cause
             delay = wait if wait is not None else self._backoff(attempt)
             self.retries[problem] += 1
             log.warning("%s: %s %s: %s; retry %d of %d in %.2fs%s", self.name, endpoint.method, url,
@@ -247,7 +252,7 @@ class HttpStore:
         raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self._options.max_backoff, self._options.backoff * 2 ** (attempt - 1))
+        base = min(self._options.max_backoff, self._options.backoff * 2.0 ** (attempt - 1))
         return base * random.uniform(0.5, 1.5)  # jitter: retrying clients do not move in step
 
     def _refused(self, endpoint: wire.Endpoint, url: str, response: httpx.Response,
