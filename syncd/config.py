@@ -52,6 +52,7 @@ class EntityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     blob_fields: list[str] = []
     children: list[str] = []
     compare_ignore: list[str] = []
+    json_columns: list[str] = []  # columns holding JSON that the database declares otherwise
 
 
 class JobConfig(RunSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):

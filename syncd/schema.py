@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass, field as dataclass_field, replace
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -228,9 +228,13 @@ def _why_not_entity(table: TableInfo) -> str:
 def _entity(table: TableInfo, conf: EntityConfig, tables: Mapping[str, TableInfo],
             ignored: Mapping[str, str]) -> Entity:
     columns = tuple(c.name for c in table.columns)
-    bare = Entity(table.name, table.primary_key[0], columns,
-                  MappingProxyType({c.name: c for c in table.columns}))
     where = f"entities.{table.name}"
+    unknown = [c for c in conf.json_columns if c not in columns]
+    if unknown:
+        raise SchemaError(f"{where}.json_columns: unknown column {unknown[0]!r} on entity {table.name!r}")
+    # ORMs often declare JSON columns TEXT: json_columns marks them so dot paths reach in
+    types = {c.name: replace(c, is_json=True) if c.name in conf.json_columns else c for c in table.columns}
+    bare = Entity(table.name, table.primary_key[0], columns, MappingProxyType(types))
     refs = _merge_references(
         _sql_references(table, tables, ignored),
         _config_references(bare, conf.references, tables, ignored),
