@@ -99,10 +99,12 @@ async def check_blob_targets(config: Config, request: RunRequest) -> None:
     targets = [t for s, t in config.environment(request.target).blob_map.items()
                if t.startswith("gs://") and not (overridden and s.startswith("gs://"))]
     if request.target_bucket is not None:
+        # Only gs:// sources go there, and only the records show whether there are any: the
+        # planner checks the bucket with the first one (before the seal), so a run of file://
+        # blobs never needs GCS credentials.
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", request.target_bucket):
             raise InputError(f"--target-bucket {request.target_bucket!r} is not a bucket name "
                              "(give the name alone, e.g. co-dev-data)")
-        targets.append(f"gs://{request.target_bucket}/")
     if targets:
         await anyio.to_thread.run_sync(blobs.check_buckets, targets)
 

@@ -58,3 +58,14 @@ def test_target_bucket_without_copy_files_is_an_input_error(world) -> None:
     assert result.code == 2
     assert "--target-bucket: needs copy_files" in result.stderr
     assert not (world.root / "journal.db").exists()
+
+
+def test_target_bucket_with_only_file_blobs_needs_no_gcs(world, monkeypatch) -> None:
+    for var in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(world.root))  # no gcloud default credentials either
+    result = run(world, "transfer", "-s", "prod", "-t", "dev", "-l", "2", "--copy-files",
+                 "--target-bucket", "co-dev-data", "--yes", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["applied"]["files"]["copied"] > 0  # file:// copies went by blob_map
+    assert "credentials" not in result.stderr.lower()
