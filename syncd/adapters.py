@@ -50,13 +50,15 @@ async def load_schema(config: Config, store: RecordStore) -> Schema:
 
 
 @asynccontextmanager
-async def connect(config: Config, request: RunRequest) -> AsyncIterator[PlanContext]:
-    """Open both stores and validate the whole request against their schemas."""
+async def connect(config: Config, request: RunRequest, *,
+                  dry_run: bool = False) -> AsyncIterator[PlanContext]:
+    """Open both stores and validate the whole request against their schemas. A dry run opens
+    the target read-only: it only reads (and a read-only token is enough)."""
     for name, problem in request.problems().items():  # RunRequest.build checked these too
         raise InputError(f"{option_name(name)}: {problem}")
     source = open_store(config, request.source, readonly=True)
     try:
-        target = open_store(config, request.target, readonly=False)
+        target = open_store(config, request.target, readonly=dry_run)
         try:
             context = await _context(config, request, source, target)
             await check_blob_targets(config, request)

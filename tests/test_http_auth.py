@@ -1,6 +1,7 @@
 """Tokens: where the server gets them, how the client presents them, and that they leak nowhere."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -162,3 +163,13 @@ def test_token_appears_nowhere(tmp_path: Path) -> None:
         for path in w.root.rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_dry_run_needs_only_a_read_only_token(served) -> None:  # type: ignore[no-untyped-def]
+    """A dry run only reads the target too, so a read-only token is enough for it."""
+    w = served.world
+    before = snapshot(w)
+    result = run_process(w, *TRANSFER, "--dry-run", "--json", env={TOKEN_VAR: READ_TOKEN})
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "dry_run"
+    assert snapshot(w) == before and not (w.root / "journal.db").exists()

@@ -106,7 +106,7 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
 
 async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: bool,
                 file_workers: int) -> tuple[ops.Planned, Any, Journal | None]:
-    async with adapters.connect(config, request) as ctx:  # validates everything first
+    async with adapters.connect(config, request, dry_run=dry_run) as ctx:  # validates everything first
         ctx.file_workers = file_workers
         journal = None if dry_run else adapters.journal_for(config)
         planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
