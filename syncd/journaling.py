@@ -8,6 +8,7 @@ only after every entry is durable. Hashing, compressing and appending run in a w
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import anyio
@@ -21,7 +22,9 @@ from .payload import pack_rows, row_hash
 from .plan import PlannedEntry, PlanSummary
 from .request import RunRequest
 
-GROUP_RECORDS = 20_000  # records per durable append: few fsyncs, bounded memory
+# Records per durable append: few fsyncs, bounded memory. SYNCD_GROUP_RECORDS overrides it,
+# a test/tuning knob (crash tests set it small to kill between two appends of one plan).
+GROUP_RECORDS = int(os.environ.get("SYNCD_GROUP_RECORDS") or 20_000)
 QUEUE = 4  # planned entries waiting for the writer: bounds memory
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 from conftest import run
@@ -44,7 +45,7 @@ def test_show_and_log(world) -> None:
     assert show["status"] == "completed"
     assert {e["state"] for e in show["entries"]} == {"done"}
     assert sum(e["records"] for e in show["entries"]) == len(show["records"])
-    assert all(r["outcome"] == "created" for r in show["records"])
+    assert all(r["outcome"] == ("skipped" if r["op"] == "match" else "created") for r in show["records"])
     lines = [json.loads(l) for l in run(world, "log", "--run", out["run_id"], "--json").stdout.splitlines()]
     types = [l["type"] for l in lines]
     assert types[0] == "RunStarted" and types[-1] == "RunFinished" and "PlanSealed" in types
@@ -59,13 +60,18 @@ def test_journal_verify_detects_an_edited_event(world) -> None:
         with_triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name='events'").fetchall()
         for name, _ in with_triggers:
             conn.execute(f'DROP TRIGGER "{name}"')
-        conn.execute("UPDATE events SET body = CAST(replace(CAST(body AS TEXT), 'prod', 'prud') AS BLOB) "
-                     "WHERE seq = (SELECT min(seq) FROM events)")
+        assert conn.execute("SELECT min(seq) FROM events").fetchone() == (1,)
+        edited = conn.execute("UPDATE events SET body = CAST(replace(CAST(body AS TEXT), 'prod', 'prud') AS BLOB) "
+                              "WHERE seq = 1")
+        assert edited.rowcount == 1
         for _, sql in with_triggers:
             conn.execute(sql)
     result = run(world, "journal", "verify")
     assert result.code == 1
-    assert "seq 1" in result.stderr or "1" in result.stderr
+    # the edited event, and only it, is named, as a broken hash chain
+    broken = re.findall(r"^seq (\d+): (.*)$", result.stderr, re.MULTILINE)
+    assert [seq for seq, _ in broken] == ["1"], result.stderr
+    assert "hash does not match" in broken[0][1]
 
 
 def test_events_cannot_be_updated_or_deleted(world) -> None:

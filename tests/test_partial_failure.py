@@ -1,4 +1,4 @@
-"""Partial failure (DESIGN §6): a batch that fails for good stops further batches of that entity
+"""Partial failure (architecture §6): a batch that fails for good stops further batches of that entity
 and of entities that depend on it; what was created stays; file copy failures warn and do not
 stop records; `resume` retries what failed and ends equal to an uninterrupted run.
 """
@@ -13,6 +13,7 @@ import pytest
 
 import world as world_module
 from conftest import Result, files, run, run_process, snapshot
+from journal import ApplyStarted, EntryApplied, open_journal
 from syncd.planner import BATCH
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--yes", "--json")
@@ -82,9 +83,23 @@ def assert_clean_failure(result: Result, *needles: str) -> dict[str, Any]:
     return output
 
 
-def resume_to_reference(w: world_module.World, run_id: str, ref: Reference) -> None:
+def resume(w: world_module.World, run_id: str) -> Result:
+    """`syncd resume`, which must apply exactly the failed and pending entries: a done entry
+    applied again is a bug even when, being idempotent, it changes nothing."""
+    left = [e["entry"] for e in show(w, run_id)["entries"] if e["state"] != "done"]
+    assert left
+    journal = open_journal(w.root / "journal.db")
+    seen = journal.last_seq()
     resumed = run_process(w, "resume", run_id, "--yes", "--json")
     assert resumed.code == 0, resumed.stderr
+    events = [r.event for r in journal.read(after=seen, run=run_id)]
+    assert sum(isinstance(e, ApplyStarted) for e in events) == 1
+    assert [e.entry for e in events if isinstance(e, EntryApplied)] == left
+    return resumed
+
+
+def resume_to_reference(w: world_module.World, run_id: str, ref: Reference) -> None:
+    resumed = resume(w, run_id)
     output = resumed.json()
     assert output["status"] == "completed"
     assert snapshot(w) == ref.snapshot
@@ -219,8 +234,7 @@ def test_missing_source_file_fails_the_run_but_not_the_records(
     assert (failed["entity"], failed["state"]) == ("files", "failed")
 
     lost.write_bytes(content)
-    resumed = run_process(w, "resume", output["run_id"], "--yes", "--json")
-    assert resumed.code == 0, resumed.stderr
+    resumed = resume(w, output["run_id"])
     assert snapshot(w) == reference.snapshot
     assert files(w) == reference.files
     # the retried entry copies the one file; those its first attempt copied are found with
