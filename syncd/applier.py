@@ -9,6 +9,7 @@ for what is not done, so its cost follows what is left.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from .schema import Entity, Schema
 from .stores.base import RecordStore
 from .tasks import task_group
 
+log = logging.getLogger("syncd.applier")
 READ_AHEAD = 2  # entries loaded ahead of the one being written: bounds memory
 
 
@@ -143,6 +145,8 @@ class Applier:
                 # PermanentError, when it gives up: retried here, its requests would multiply.
                 if retries >= RETRIES:
                     return self._outcome(entry, "failed", None, str(exc), retries)
+                log.warning("%s: %s entry %d: %s; retry %d of %d", self.target.name, entry.entity,
+                            entry.entry, exc, retries + 1, RETRIES)  # a wait is never silent
                 await anyio.sleep(backoff(retries))
                 retries += 1
             except StoreError as exc:

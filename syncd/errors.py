@@ -7,7 +7,8 @@ SyncdError
 │   └── FilterError       malformed filter, unknown op, value of the wrong type
 ├── StoreError            a record or blob store failed while working
 │   ├── TransientError    worth retrying (locked database, connection reset, timeout)
-│   └── PermanentError    retrying will not help (constraint violated, trigger refused)
+│   ├── PermanentError    retrying will not help (constraint violated, trigger refused)
+│   └── StoreUnavailable  the store stayed locked or unreachable past its wait: exit 74
 ├── RunStateError         the journal says this run cannot do what was asked (resume a completed run)
 └── Interrupted           SIGINT/SIGTERM arrived; the run stopped at an entry boundary
 
@@ -46,6 +47,11 @@ class TransientError(StoreError):
 
 class PermanentError(StoreError):
     pass
+
+
+class StoreUnavailable(StoreError):
+    """Nothing can be done with this store now (locked by another process past the wait):
+    the CLI exits with the storage code, 74, before anything is planned."""
 
 
 class RunStateError(SyncdError):

@@ -29,7 +29,7 @@ from journal import JournalError, JournalStorageError, Journal
 from .. import adapters
 from .. import operations as ops
 from ..config import Config, load_config
-from ..errors import InputError, Interrupted, RunStateError, SyncdError
+from ..errors import InputError, Interrupted, RunStateError, StoreUnavailable, SyncdError
 from ..render import err
 
 EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_STORAGE = 1, 2, 70, 74
@@ -70,7 +70,7 @@ class SyncdGroup(click.Group):
             sys.exit(EXIT_FAILED)
         except click.ClickException as exc:
             fail(f"syncd: error: {exc.format_message()}", EXIT_INPUT)
-        except JournalStorageError as exc:  # before JournalError: the disk refused, not the input
+        except (JournalStorageError, StoreUnavailable) as exc:  # the disk refused, not the input
             fail(f"syncd: error: {exc}", EXIT_STORAGE)
         except (InputError, RunStateError, JournalError) as exc:
             fail(f"syncd: error: {exc}", EXIT_INPUT)

@@ -6,7 +6,11 @@ CapacityLimiter because a sqlite3 connection is not safe for concurrent use.
 """
 from __future__ import annotations
 
+import logging
+import math
+import os
 import sqlite3
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -16,13 +20,22 @@ import msgspec
 import sqlite_utils
 
 from .. import failpoints
-from ..errors import InputError, PermanentError, SchemaError, TransientError
+from ..errors import InputError, PermanentError, SchemaError, StoreUnavailable, TransientError
 from ..filters import Filter, to_sql
 from ..schema import Entity, TableInfo
 from .base import Patch, Row
 from .sqlite_describe import describe
 
 T = TypeVar("T")
+log = logging.getLogger("syncd.sqlite")
+
+# A locked database: each statement waits BUSY_TIMEOUT_MS (then the applier retries the entry);
+# opening one waits up to SYNCD_LOCK_TIMEOUT seconds in slices, saying so every SAY_EVERY s.
+BUSY_TIMEOUT_MS = 5000
+LOCK_TIMEOUT_VAR = "SYNCD_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 30.0
+WAIT_SLICE_MS = 250
+SAY_EVERY = 5.0
 _json = msgspec.json.Encoder()
 # Keys travel to SQLite as one JSON array bound to a single parameter: no per-key
 # placeholders, no limit on the number of keys, and nothing pasted into SQL.
@@ -179,13 +192,53 @@ def _connect(name: str, path: Path, readonly: bool) -> sqlite3.Connection:
     uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 5000")
         if not readonly:
             conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        _wait_readable(name, path, conn)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     except sqlite3.DatabaseError as exc:
         raise InputError(f"environment '{name}': not a readable SQLite database: {path} ({exc})") from exc
     return conn
+
+
+def _wait_readable(name: str, path: Path, conn: sqlite3.Connection) -> None:
+    """Read the schema, waiting while another process holds the database locked: up to
+    lock_timeout() seconds, saying so on stderr every few seconds, then StoreUnavailable."""
+    conn.execute(f"PRAGMA busy_timeout = {WAIT_SLICE_MS}")
+    started = time.monotonic()
+    said = -math.inf
+    while True:
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc):
+                raise
+        waited, limit = time.monotonic() - started, lock_timeout()
+        if waited >= limit:
+            raise StoreUnavailable(f"environment '{name}': database {path} is locked by another "
+                                   f"process; gave up after {limit:g} s ({LOCK_TIMEOUT_VAR})")
+        if waited - said >= SAY_EVERY:
+            said = waited
+            log.warning("environment '%s': database %s is locked by another process; waiting "
+                        "(%.0f s of %g s, %s)", name, path, waited, limit, LOCK_TIMEOUT_VAR)
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a locked database before giving up (SYNCD_LOCK_TIMEOUT)."""
+    text = os.environ.get(LOCK_TIMEOUT_VAR, "")
+    try:
+        value = float(text) if text else DEFAULT_LOCK_TIMEOUT
+    except ValueError:
+        raise InputError(f"{LOCK_TIMEOUT_VAR}={text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise InputError(f"{LOCK_TIMEOUT_VAR}={text!r} must be 0 or more seconds")
+    return value
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _mapped(fn: Callable[..., T], *args: Any) -> T:
@@ -193,8 +246,7 @@ def _mapped(fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     except sqlite3.OperationalError as exc:
-        text = str(exc).lower()
-        if "locked" in text or "busy" in text:
+        if _is_locked(exc):
             raise TransientError(f"sqlite: {exc}") from exc
         raise PermanentError(f"sqlite: {exc}") from exc
     except sqlite3.DatabaseError as exc:
