@@ -39,11 +39,15 @@ class EnvironmentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     # before it is retried
     token: str | None = None
     timeout: float = 30.0
+    # `syncd serve`: the only entities it serves (empty: every table with a one-column key);
+    # names are checked against the database when the server starts
+    serve_entities: list[str] = []
 
     def __repr__(self) -> str:  # the token must not reach a log line or a traceback
         token = None if self.token is None else "***"
         return (f"EnvironmentConfig(records={self.records!r}, blob_map={self.blob_map!r}, "
-                f"token={token}, timeout={self.timeout!r})")
+                f"token={token}, timeout={self.timeout!r}, "
+                f"serve_entities={self.serve_entities!r})")
 
 
 class EntityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

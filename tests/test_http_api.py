@@ -235,7 +235,7 @@ def test_fetch_existing_and_match(api: httpx.Client, served: tuple[Server, world
 # -- the document is true to the routes ---------------------------------------------------------------
 
 def test_openapi_lists_exactly_the_served_routes(served: tuple[Server, world_module.World]) -> None:
-    doc = httpx.get(f"{served[0].url}/v1/openapi.json").json()
+    doc = httpx.get(f"{served[0].url}/v1/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     operations = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert operations == {(e.method, wire.PREFIX + e.path) for e in wire.ENDPOINTS}
     entity = doc["paths"]["/v1/entities/{entity}/select"]["post"]["parameters"][0]

@@ -23,6 +23,7 @@ from .errors import ApiError
 TOKENS_VAR = "SYNCD_SERVE_TOKENS"
 READ_TOKENS_VAR = "SYNCD_SERVE_READ_TOKENS"
 MIN_LENGTH = 16  # shorter tokens are guessable; refusing them is cheaper than a breach
+_VISIBLE = ("!", "~")  # the printable ASCII range, space excluded
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,14 @@ def _from_file(path: Path) -> dict[str, str]:
 
 
 def _checked(token: str, where: str) -> str:
+    """The token, or an error naming where it came from (never the token itself)."""
     if len(token) < MIN_LENGTH:
         raise InputError(f"{where}: a token needs at least {MIN_LENGTH} characters")
+    # An Authorization header carries only visible ASCII: any other token could never be
+    # presented (or would be, mangled, by some clients and not others), so it is refused here.
+    if not all(_VISIBLE[0] <= char <= _VISIBLE[1] for char in token):
+        raise InputError(f"{where}: a token must be printable ASCII (letters, digits, "
+                         "punctuation; no spaces or control characters)")
     return token
 
 

@@ -2,7 +2,9 @@
 
 Generated, never written by hand, so it stays true to the endpoints: the same table makes the
 routes (`app.py`) and this document, and msgspec turns the very structs the server decodes
-into the JSON Schemas here. The `entity` parameter lists the served entities.
+into the JSON Schemas here. The document anyone may read names no entity (the tables of a
+database are not public); the one for token holders lists the served entities in the `entity`
+parameter. Both are built once, at start-up.
 """
 from __future__ import annotations
 
@@ -15,13 +17,16 @@ from .. import wire
 _REF = "#/components/schemas/{name}"
 _ERRORS = {
     400: "Malformed JSON", 401: "No token, or an invalid one", 403: "A read-only token wrote",
-    404: "Unknown entity", 409: "The write would break a constraint",
-    413: "Body over the server's limit", 422: "A field or value that does not fit",
+    404: "Unknown entity", 408: "The body did not arrive in time",
+    409: "The write would break a constraint", 413: "Body over the server's limit",
+    422: "A field or value that does not fit",
+    429: "Too many idempotent writes within the replay window; retry after Retry-After seconds",
     503: "The database is busy; retry after Retry-After seconds",
 }
 
 
 def document(entities: Sequence[str], limits: wire.Limits) -> dict[str, Any]:
+    """The document; `entities` empty: one that names no entity."""
     types = sorted({t for e in wire.ENDPOINTS for t in (e.request, e.response)
                     if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {wire.ErrorBody},
                    key=lambda t: t.__name__)
@@ -56,9 +61,12 @@ def _operation(endpoint: wire.Endpoint, by_type: dict[Any, Any],
     if endpoint in (wire.HEALTH, wire.OPENAPI):
         op["security"] = []
     if "{entity}" in endpoint.path:
+        schema: dict[str, Any] = {"type": "string"}
+        if entities:
+            schema["enum"] = list(entities)
         op["parameters"] = [{"name": "entity", "in": "path", "required": True,
                              "description": "An entity (table) of the served environment",
-                             "schema": {"type": "string", "enum": list(entities) or [""]}}]
+                             "schema": schema}]
     if endpoint.request is not None:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": by_type[endpoint.request]}}}
@@ -70,11 +78,11 @@ def _error_codes(endpoint: wire.Endpoint) -> list[int]:
         return []
     codes = [401, 503]
     if endpoint.request is not None:
-        codes += [400, 413, 422]
+        codes += [400, 408, 413, 422]
     if "{entity}" in endpoint.path:
-        codes += [404, 409]  # 409: a filter SQLite refuses, a constraint a write breaks
+        codes += [404, 409]  # 409: a constraint a write breaks
     if endpoint.writes:
-        codes += [403]
+        codes += [403, 429]
     return sorted(codes)
 
 

@@ -1,15 +1,16 @@
 """The served environment: its SQLite store, and its tables as the API addresses them.
 
 The server knows nothing of syncd.toml's entity settings (natural keys, JSON references...):
-those are the caller's. It serves every table with a single-column primary key, and builds
-per request the view the caller asks for (the columns it wants, in its order).
+those are the caller's. It serves every table with a single-column primary key, or only those
+the environment's `serve_entities` names, and builds per request the view the caller asks for
+(the columns it wants, in its order). Tables it does not serve do not exist for callers.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Sequence
+from typing import Collection, Sequence
 
 from ..errors import SchemaError
 from ..schema import Entity, TableInfo
@@ -22,9 +23,14 @@ ServedStore = RecordStore
 
 
 class Catalog:
-    """Tables as described at startup (or at the last GET /schema), and views of them."""
+    """Tables as described at startup (or at the last GET /schema), and views of them.
 
-    def __init__(self, tables: list[TableInfo]) -> None:
+    `served`: the only tables served (empty: all); the others are left out of everything.
+    """
+
+    def __init__(self, tables: list[TableInfo], served: Collection[str] = ()) -> None:
+        if served:
+            tables = [t for t in tables if t.name in served]
         self.tables = tables
         self._entities = {t.name: _entity(t) for t in tables if len(t.primary_key) == 1}
         self._unkeyed = {t.name for t in tables} - set(self._entities)
@@ -49,6 +55,21 @@ class Catalog:
         entity = self.entity(name)
         check_columns(entity, columns)
         return entity if columns == entity.columns else replace(entity, columns=columns)
+
+
+def check_served(tables: Sequence[TableInfo], served: Sequence[str], where: str) -> None:
+    """Every name in `served` (the `where` setting) is an entity of the database, and the
+    entities it names reference only one another: a client cannot use one without the other."""
+    entities = {t.name: t for t in tables if len(t.primary_key) == 1}
+    for name in served:
+        if name not in entities:
+            raise SchemaError(f"{where}: no entity {name!r} in the database (entities: "
+                              f"{', '.join(sorted(entities)) or 'none'})")
+    for name in served:
+        for column, other, _ in entities[name].foreign_keys:
+            if other not in served:
+                raise SchemaError(f"{where}: {name}.{column} references {other!r}, which is "
+                                  "not listed; list it too")
 
 
 def check_columns(entity: Entity, columns: Sequence[str]) -> None:

@@ -109,7 +109,14 @@ class HttpStore:
             if len(page) < want:
                 break
             last = page[-1]
-            after = last[key_at] if order_at is None else (last[order_at], last[key_at])
+            cursor = last[key_at] if order_at is None else (last[order_at], last[key_at])
+            # A NULL key or an unmoved cursor would ask for the same page for ever (a server
+            # that pages over NULL keys did). Only equality is checked: the order is the
+            # server's collation, which the client does not know.
+            if last[key_at] is None or cursor == after:
+                raise PermanentError(f"{self.name}: {entity.name} select: the server's paging "
+                                     f"did not move the cursor past {after!r}; stopped")
+            after = cursor
         return rows
 
     async def select_all(self, entity: Entity, filters: Sequence[Filter]) -> list[Row]:
