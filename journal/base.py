@@ -56,6 +56,10 @@ class Journal(Protocol):
     def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:
         """Every planned operation on the record `key`, oldest first."""
 
+    def catch_up_index(self) -> None:
+        """Bring the record index up to the end of the log. `history` does it first anyway;
+        calling it after writing keeps that work off the reader's path."""
+
     # -- integrity --------------------------------------------------------------------------
     def verify(self) -> VerifyReport: ...
 

@@ -239,8 +239,9 @@ class SqliteJournal:
         with self._writing() as conn:
             _rebuild(conn)
 
-    def _catch_up_index(self) -> None:
+    def catch_up_index(self) -> None:
         """Index the entries planned since the last catch-up (a no-op read when none were).
+        Readers call it first; syncd also calls it after each apply, so `audit` finds it done.
 
         One transaction per chunk of rows, each advancing the tracking row with the rows it
         adds, so appends from other threads get the lock in between. Not fsynced: the index
@@ -253,6 +254,7 @@ class SqliteJournal:
         while not done:
             with self._writing(durable=False) as conn:
                 done = index.catch_up_chunk(conn)
+
 
     # -- the log ------------------------------------------------------------------------
 
@@ -336,13 +338,13 @@ class SqliteJournal:
 
     def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:
         """Every planned operation on the record `key`, oldest first."""
-        self._catch_up_index()
+        self.catch_up_index()
         with self._reading() as conn:
             return queries.history(conn, key, entity)
 
     def projection_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every projection table's rows, the record index caught up first."""
-        self._catch_up_index()
+        self.catch_up_index()
         with self._reading() as conn:
             return queries.snapshot(conn, schema.PROJECTIONS.items())
 
@@ -352,7 +354,7 @@ class SqliteJournal:
         # The index is compared up to the seq it tracks; an event it cannot index (a body
         # that no longer decodes) stops the catch-up there, and the walk reports it.
         try:
-            self._catch_up_index()
+            self.catch_up_index()
         except JournalIntegrityError:
             pass
         # Runs on its own connection and snapshot: appends from other threads go on meanwhile.

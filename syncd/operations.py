@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import anyio
+
 from journal import Journal, RunCancelled
 
 from . import blobs
@@ -68,10 +70,13 @@ async def apply(config: Config, journal: Journal, run_id: str, *,
         target = open_store(config, run.target, readonly=False)
         try:
             schema = await load_schema(config, target)
-            return await Applier(journal, run_id, target, schema, stopping=stopping,
-                                 progress=progress, file_workers=file_workers).run()
+            result = await Applier(journal, run_id, target, schema, stopping=stopping,
+                                   progress=progress, file_workers=file_workers).run()
         finally:
             await target.close()
+    if not stopping():  # index the run's records now, off `audit`'s path (a stop skips it)
+        await anyio.to_thread.run_sync(journal.catch_up_index)  # a thread: the daemon's loop goes on
+    return result
 
 
 async def replan(config: Config, journal: Journal, run_id: str, *,
