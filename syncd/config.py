@@ -39,14 +39,18 @@ class EnvironmentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     # before it is retried
     token: str | None = None
     timeout: float = 30.0
+    # Postgres record stores: the password, written "${VAR}" like a token and expanded when
+    # the store is opened; without it libpq reads PGPASSWORD or ~/.pgpass
+    password: str | None = None
     # `syncd serve`: the only entities it serves (empty: every table with a one-column key);
     # names are checked against the database when the server starts
     serve_entities: list[str] = []
 
     def __repr__(self) -> str:  # the token must not reach a log line or a traceback
         token = None if self.token is None else "***"
+        password = None if self.password is None else "***"
         return (f"EnvironmentConfig(records={self.records!r}, blob_map={self.blob_map!r}, "
-                f"token={token}, timeout={self.timeout!r}, "
+                f"token={token}, timeout={self.timeout!r}, password={password}, "
                 f"serve_entities={self.serve_entities!r})")
 
 
@@ -181,6 +185,7 @@ def _environment(name: str, value: Any, where: str, base_dir: str) -> Environmen
     env = _convert(value, EnvironmentConfig, where, dotted)
     env.records = _records_url(env.records, base_dir, where, f"{dotted}.records")
     env.token = _token(env, where, dotted)
+    env.password = _password(env, where, dotted)
     if not env.timeout > 0:
         raise ConfigError(f"{where}{dotted}.timeout: must be more than 0 seconds")
     env.blob_map = {_blob_prefix(s, where, f"{dotted}.blob_map"): _blob_prefix(t, where, f"{dotted}.blob_map")
@@ -326,6 +331,35 @@ def token_value(name: str, env: EnvironmentConfig) -> str:
     value = os.environ.get(match[1])
     if not value:
         raise ConfigError(f"environments.{name}.token: environment variable {match[1]} is not set")
+    return value
+
+
+def _password(env: EnvironmentConfig, where: str, dotted: str) -> str | None:
+    """Check that `password` is written `"${VAR}"` (a secret is never in the file); it is
+    expanded only when the store is opened (`password_value`), as tokens are."""
+    from .stores import RECORD_STORES
+    if env.password is None:
+        return None
+    if RECORD_STORES.for_url(env.records).label != "Postgres":
+        raise ConfigError(f"{where}{dotted}.password: only Postgres record stores take a password")
+    if _TOKEN_REF.fullmatch(env.password) is None:
+        raise ConfigError(f"{where}{dotted}.password: write it as \"${{VAR}}\"; passwords are "
+                          "read from the process environment, never from the file")
+    return env.password
+
+
+def password_value(name: str, env: EnvironmentConfig) -> str | None:
+    """The environment's password read from the process environment now, or None (libpq
+    then reads PGPASSWORD or ~/.pgpass); the value itself never appears in a message."""
+    if env.password is None:
+        return None
+    match = _TOKEN_REF.fullmatch(env.password)
+    if match is None:
+        raise ConfigError(f"environments.{name}.password: write it as \"${{VAR}}\"")
+    value = os.environ.get(match[1])
+    if not value:
+        raise ConfigError(f"environments.{name}.password: environment variable {match[1]} "
+                          "is not set")
     return value
 
 

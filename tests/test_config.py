@@ -177,7 +177,6 @@ def test_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("records, expected", [
     ("https://user:secret@dev.example.org/api", "no credentials in the URL"),  # HTTP: see test_http_config.py
-    ("postgresql://db/x", "unsupported record store URL"),
     ("mysql://db/x", "unsupported record store URL"),
     ("data/prod.db", "unsupported record store URL"),
 ])

@@ -53,7 +53,7 @@ def test_serve_refuses_to_start_without_good_tokens(tmp_path: Path) -> None:
     sqlite_only = w.config.with_name("http.toml")
     sqlite_only.write_text('[environments.prod]\nrecords = "http://127.0.0.1:1"\ntoken = "${X}"\n')
     remote = serve_fails(sqlite_only, env={"SYNCD_SERVE_TOKENS": TOKEN, "X": TOKEN})
-    assert remote.returncode == 2 and "not a SQLite environment" in one_line(remote.stderr)
+    assert remote.returncode == 2 and "environment 'prod' is an HTTP environment; syncd serve serves SQLite or Postgres environments" in one_line(remote.stderr)
 
 
 def test_tokens_file_with_read_only_tokens(tmp_path: Path) -> None:

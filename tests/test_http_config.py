@@ -66,7 +66,7 @@ def test_a_missing_variable_fails_only_when_the_store_is_opened(
     ("https://user:pw@dev.example.org", "no credentials in the URL"),
     ("https://dev.example.org/api?x=1", "must not have a query"),
     ("http://dev.example.org:99999", "invalid port"),
-    ("postgresql://db/x", "unsupported record store URL"),
+    ("mysql://db/x", "unsupported record store URL"),
 ])
 def test_http_urls_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, records: str,
                                expected: str) -> None:

@@ -54,7 +54,7 @@ def serve(ctx: click.Context, env: str, host: str, port: int, tokens_file: Path 
           read_only: bool, max_body: int | None, max_page: int | None, access_log: bool,
           header_timeout: float, body_timeout: float, keep_alive: int,
           max_connections: int) -> None:
-    """Serve ENV's records over HTTP (a SQLite environment, or any store the registry marks servable).
+    """Serve ENV's records over HTTP (a SQLite or Postgres environment: any store the registry marks servable).
 
     Tokens: $SYNCD_SERVE_TOKENS (read-write) and $SYNCD_SERVE_READ_TOKENS (read-only),
     comma-separated, and/or --tokens-file. The environment's `serve_entities`, when set,
@@ -73,8 +73,8 @@ def serve(ctx: click.Context, env: str, host: str, port: int, tokens_file: Path 
     environment = config.environment(env)
     adapter = RECORD_STORES.for_url(environment.records)
     if not adapter.servable:
-        servable = ", ".join(a.label for a in RECORD_STORES.adapters() if a.servable)
-        raise InputError(f"environment '{env}' is not a {servable} environment ({adapter.label}); "
+        servable = " or ".join(a.label for a in RECORD_STORES.adapters() if a.servable)
+        raise InputError(f"environment '{env}' is an {adapter.label} environment; "
                          f"syncd serve serves {servable} environments")
     tokens = load_tokens(os.environ, tokens_file, read_only=read_only)
     limits = Limits(max_body_bytes=max_body or server.DEFAULT_LIMITS.max_body_bytes,

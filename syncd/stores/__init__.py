@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from ..config import http_base_url, sqlite_path, token_value
+from ..config import http_base_url, password_value, sqlite_path, token_value
 from ..errors import InputError
 from ..registry import Registry
 from .base import Patch, RecordStore, Row
@@ -69,3 +69,22 @@ def _open_http(name: str, env: EnvironmentConfig, base_dir: str, readonly: bool)
 RECORD_STORES.register(StoreAdapter("SQLite", _check_sqlite, _open_sqlite, servable=True), "sqlite")
 RECORD_STORES.register(StoreAdapter("HTTP", lambda url, _base: http_base_url(url), _open_http,
                                     takes_token=True), "http", "https")
+
+
+def _open_postgres(name: str, env: EnvironmentConfig, base_dir: str, readonly: bool) -> RecordStore:
+    try:
+        from .postgres.store import PostgresStore
+    except ImportError as exc:
+        raise _extra(name, "postgres", exc) from None
+    from .postgres.url import parse_url
+    return PostgresStore(name, parse_url(env.records), password_value(name, env),
+                         readonly=readonly)
+
+
+def _check_postgres(url: str, base_dir: str) -> str:
+    from .postgres.url import check_url  # no psycopg import: the config loads without the extra
+    return check_url(url, base_dir)
+
+
+RECORD_STORES.register(StoreAdapter("Postgres", _check_postgres, _open_postgres, servable=True),
+                       "postgresql", "postgres")
