@@ -27,6 +27,7 @@ from .events import (
     RunFinished,
     RunStarted,
 )
+from .head import Head, parse_head
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .sqlite import SqliteJournal
 from .states import (
@@ -37,9 +38,9 @@ from .url import open_journal
 
 __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
-    "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "HistoryRow",
+    "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "Head", "HistoryRow",
     "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
     "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",
-    "open_journal",
+    "open_journal", "parse_head",
 ]

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from .events import AnyEvent, EntryApplied, EntryPlanned
+from .head import Head
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .states import EntryState, RunStatus
 
@@ -31,6 +32,9 @@ class Journal(Protocol):
         """Events in seq order after `after`, optionally of one run."""
 
     def last_seq(self) -> int: ...
+
+    def head(self) -> Head:
+        """The last event's seq and chain hash (seq 0 and the genesis hash when empty)."""
 
     # -- runs and entries -----------------------------------------------------------------
     def resolve_run(self, text: str) -> str:
@@ -61,7 +65,9 @@ class Journal(Protocol):
         calling it after writing keeps that work off the reader's path."""
 
     # -- integrity --------------------------------------------------------------------------
-    def verify(self) -> VerifyReport: ...
+    def verify(self, expect: Head | None = None) -> VerifyReport:
+        """Walk the chain, compare the projections with a rebuild, and check that the
+        events still reach the head kept outside them (and `expect`, when given)."""
 
     def rebuild_projections(self) -> None: ...
 

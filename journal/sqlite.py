@@ -26,10 +26,11 @@ from . import index, queries, rules, schema
 from .chain import GENESIS, link
 from .errors import JournalError, JournalIntegrityError, JournalStorageError, NotAJournal, UnknownEntry
 from .events import AnyEvent, EntryApplied, EntryPlanned, decode, encode, type_name
+from .head import Head, HeadFile
 from .projections import project, replay
 from .resolve import resolve_run
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
-from .verify import verify_sqlite
+from .verify import Heads, verify_sqlite
 
 # Rows per locked read: bounds memory (an entry's payload can be ~100 kB) and lets appends
 # from other threads in between pages.
@@ -140,6 +141,11 @@ def _rebuild(conn: sqlite3.Connection) -> None:
         pass
 
 
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def _decode(seq: int, body: bytes) -> AnyEvent:
     try:
         return decode(body)
@@ -153,6 +159,7 @@ class SqliteJournal:
         self._lock = threading.Lock()
         self._timeout = busy_timeout()
         self._conn: sqlite3.Connection | None = None
+        self._head_file = HeadFile(path)
         if path.exists():
             with self._reading():  # now, so a locked or foreign file is refused here
                 pass
@@ -177,12 +184,22 @@ class SqliteJournal:
         with _transaction(conn):
             schema.create_event_log(db)
             self._check_version(conn)
+            self._adopt_head_file(conn)
             if schema.projections_version(db) == schema.PROJECTIONS_VERSION:
                 schema.create_projections(db)
             else:
                 # Built by another layout (or never): derived data, so rebuilt from the log.
                 _rebuild(conn)
                 schema.set_projections_version(db)
+
+    def _adopt_head_file(self, conn: sqlite3.Connection) -> None:
+        """The first time this journal is opened by code that keeps a head file (a new
+        journal, or one from before head files): write it from the tail, replacing any stale
+        file of a deleted journal. From then on a missing head file is a problem for verify."""
+        if _meta(conn, "head_file") is None:
+            seq, previous = self._tail(conn)
+            self._head_file.reset(Head(seq, previous.hex()))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('head_file', '1')")
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -226,7 +243,16 @@ class SqliteJournal:
                 rows.append((seq, event.at, event.run, type_name(event), body, previous.hex()))
                 project(conn, seq, event)
             conn.executemany(_INSERT_EVENT, rows)
+        # After the commit: a head file ahead of the events would read as a truncation. Only
+        # durable appends move it (each costs two fsyncs); the next one covers what came between.
+        if durable:
+            self._head_file.advance(Head(seq, previous.hex()))
         return seq
+
+    def head(self) -> Head:
+        with self._reading() as conn:
+            seq, previous = self._tail(conn)
+        return Head(seq, previous.hex())
 
     @staticmethod
     def _tail(conn: sqlite3.Connection) -> tuple[int, bytes]:
@@ -350,16 +376,19 @@ class SqliteJournal:
 
     # -- integrity ------------------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
+    def verify(self, expect: Head | None = None) -> VerifyReport:
         # The index is compared up to the seq it tracks; an event it cannot index (a body
         # that no longer decodes) stops the catch-up there, and the walk reports it.
         try:
             self.catch_up_index()
         except JournalIntegrityError:
             pass
+        with self._reading() as conn:
+            adopted = _meta(conn, "head_file") is not None
+        heads = Heads(self._head_file.read(), adopted, expect)
         # Runs on its own connection and snapshot: appends from other threads go on meanwhile.
         try:
-            return verify_sqlite(self.path)
+            return verify_sqlite(self.path, heads)
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc, self._timeout) from exc
 

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from . import index
 from .chain import GENESIS, link
 from .events import AnyEvent, decode, type_name
+from .head import Head
 from .projections import project
 from .rows import VerifyReport
 from .schema import PROJECTIONS, create_projections
@@ -105,7 +106,42 @@ def _compare_table(conn: sqlite3.Connection, table: str, order: str) -> str | No
     )
 
 
-def _verify(scratch: sqlite3.Connection, live: Path) -> VerifyReport:
+class Heads(msgspec.Struct, frozen=True):
+    """What the events must still reach: the sidecar's head (None when the file is gone;
+    `sidecar_expected` says whether it should be there) and one the operator published."""
+
+    sidecar: Head | None
+    sidecar_expected: bool
+    expect: Head | None = None
+
+
+def _head_problems(conn: sqlite3.Connection, heads: Heads) -> list[str]:
+    last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM live.events").fetchone()[0]
+    problems = []
+    if heads.sidecar is None and heads.sidecar_expected:
+        problems.append("the head file is missing: cannot tell whether events were cut off the end")
+    for name, head in (("the head file", heads.sidecar), ("the expected head", heads.expect)):
+        if head is not None:
+            problems.extend(_reaches(conn, last, name, head))
+    return problems
+
+
+def _reaches(conn: sqlite3.Connection, last: int, name: str, head: Head) -> list[str]:
+    if head.seq < 0:
+        return [f"{name} is unreadable ({head.hash!r})"]
+    if head.seq > last:
+        return [f"events end at seq {last} but {name} says seq {head.seq}: events were cut off the end"]
+    if head.seq == 0:
+        return []
+    stored = conn.execute("SELECT hash FROM live.events WHERE seq = ?", (head.seq,)).fetchone()
+    if stored is None:
+        return [f"seq {head.seq}: missing, but {name} names it"]
+    if stored[0] != head.hash:
+        return [f"seq {head.seq}: hash {stored[0]} is not {head.hash}, which {name} names"]
+    return []
+
+
+def _verify(scratch: sqlite3.Connection, live: Path, heads: Heads) -> VerifyReport:
     create_projections(Database(scratch, recursive_triggers=False, execute_plugins=False))
     scratch.execute("ATTACH DATABASE ? AS live", (str(live),))  # not allowed inside a transaction
     scratch.execute("BEGIN")
@@ -119,17 +155,18 @@ def _verify(scratch: sqlite3.Connection, live: Path) -> VerifyReport:
         "SELECT seq, body FROM live.events WHERE type = 'EntryPlanned' AND seq <= ? ORDER BY seq", (upto,)
     )
     index.build(scratch, planned, upto)
-    problems = walk.problems + _compare(scratch)
+    problems = walk.problems + _head_problems(scratch, heads) + _compare(scratch)
     scratch.execute("ROLLBACK")  # the scratch rows have served their purpose
     return VerifyReport(ok=not problems, events=walk.count, problems=problems)
 
 
-def verify_sqlite(live: Path) -> VerifyReport:
+def verify_sqlite(live: Path, heads: Heads) -> VerifyReport:
+    """`heads` must be read before this starts: the snapshot then holds every event they name."""
     with tempfile.TemporaryDirectory(prefix="journal-verify-") as folder:
         scratch = sqlite3.connect(Path(folder) / "rebuilt.db", isolation_level=None)
         try:
             # Throwaway data: no point paying for durability.
             scratch.execute("PRAGMA synchronous=OFF")
-            return _verify(scratch, live)
+            return _verify(scratch, live, heads)
         finally:
             scratch.close()

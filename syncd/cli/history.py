@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from journal import Journal, RunRow
+from journal import Head, Journal, RunRow, parse_head
 from journal.events import EntryPlanned
 
-from .. import adapters
+from .. import adapters, clock
 from .. import operations as ops
 from .. import render
 from ..payload import unpack_rows
@@ -99,13 +99,18 @@ def _records(journal: Journal, run: RunRow, entries: list[Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> None:
-    """Every journaled operation on the record KEY, oldest first."""
+    """Every journaled operation on the record KEY, oldest first: by when it was applied, or
+    planned if it was not (JSON: "at", and "at_is" says which)."""
     journal = existing_journal(ctx)
-    rows = journal.history(key, entity)
-    history: list[dict[str, Any]] = [{"run_id": h.run, "at": h.applied_at or h.planned_at, "source": h.source,
-                "target": h.target, "op": h.op, "outcome": h.outcome, "hash": h.hash,
-                "entity": h.entity, "entry": h.entry, "kind": h.kind,
-                "detail": _detail(journal, h.run, h.entry, h.op, key)} for h in rows]
+    # Ordered by the time shown: when it was applied, or planned while it was not (a run
+    # planned first can be applied after a later one).
+    rows = sorted(journal.history(key, entity), key=lambda h: h.applied_at or h.planned_at)
+    history: list[dict[str, Any]] = [{
+        "run_id": h.run, "at": h.applied_at or h.planned_at,
+        "at_is": "applied" if h.applied_at else "planned", "planned_at": h.planned_at,
+        "applied_at": h.applied_at, "source": h.source, "target": h.target, "op": h.op,
+        "outcome": h.outcome, "hash": h.hash, "entity": h.entity, "entry": h.entry, "kind": h.kind,
+        "detail": _detail(journal, h.run, h.entry, h.op, key)} for h in rows]
     if as_json:
         print(json.dumps({"key": key, "entity": entity or (rows[0].entity if rows else None),
                           "history": history}))
@@ -128,9 +133,18 @@ def _detail(journal: Journal, run_id: str, entry: int, op: str, key: str) -> str
                  if str(source) == key), None)
 
 
+def _instant_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else clock.parse_instant(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @cli.command()
 @click.option("--run", "run_text", help="Only this run")
-@click.option("--since", help="Only events at or after this ISO time")
+@click.option("--since", callback=_instant_option, metavar="ISO-8601",
+              help="Only events at or after this instant (an offset is honoured; without one, UTC;"
+                   " a date alone is its midnight UTC)")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines")
 @click.pass_context
 def log(ctx: click.Context, run_text: str | None, since: str | None, as_json: bool) -> None:
@@ -138,7 +152,7 @@ def log(ctx: click.Context, run_text: str | None, since: str | None, as_json: bo
     journal = existing_journal(ctx)
     run_id = journal.resolve_run(run_text) if run_text else None
     for rec in journal.read(run=run_id):
-        if since and rec.at < since:
+        if since and rec.at < since:  # both in the journal's UTC format: text order is time order
             continue
         line = {"seq": rec.seq, "at": rec.at, "run": rec.run, "type": rec.type,
                 **_event_brief(rec.event)}
@@ -170,14 +184,34 @@ def journal_group() -> None:
     """Check or rebuild the journal."""
 
 
-@journal_group.command("verify")
+@journal_group.command("head")
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def journal_verify(ctx: click.Context) -> None:
-    """Exit 1 on any broken chain or projection mismatch."""
+def journal_head(ctx: click.Context, as_json: bool) -> None:
+    """The last event's SEQ:HASH: publish it elsewhere, check it later with verify --expect."""
+    head = existing_journal(ctx).head()
+    print(json.dumps({"seq": head.seq, "hash": head.hash}) if as_json else head)
+
+
+def _head_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Head | None:
+    try:
+        return None if value is None else parse_head(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@journal_group.command("verify")
+@click.option("--expect", metavar="SEQ:HASH", callback=_head_option,
+              help="A head published earlier (syncd journal head) that the events must still reach")
+@click.pass_context
+def journal_verify(ctx: click.Context, expect: Head | None) -> None:
+    """Exit 1 on a broken chain, events cut off the end, or a projection mismatch."""
     journal = existing_journal(ctx)
-    report = journal.verify()
+    report = journal.verify(expect)
     if report.ok:
-        out.print(f"ok: {report.events} events, hash chain intact, projections match")
+        reached = f", seq {expect.seq} of the expected head reached" if expect else ""
+        out.print(f"ok: {report.events} events, hash chain intact up to the head file{reached},"
+                  " projections match")
         return
     for problem in report.problems:
         err.print(f"[red]{problem}[/]")

@@ -30,6 +30,7 @@ from journal import (
     ApplyStarted,
     EntryApplied,
     EntryPlanned,
+    Head,
     JournalError,
     MarkAdvanced,
     PlanSealed,
@@ -582,6 +583,36 @@ class JournalContract:
         report = filled.verify()
         assert not report.ok
         assert any(problem.startswith("projection runs differs") for problem in report.problems)
+
+    def test_verify_finds_events_cut_off_the_end_after_a_rebuild(self, filled):
+        # The projections are rebuilt from what is left, so only the head kept outside the
+        # events can tell: a chain alone cannot see its tail cut off.
+        last = filled.last_seq()
+        for seq in (last, last - 1, last - 2):
+            self.delete_event(filled, seq)
+        filled.rebuild_projections()
+        report = filled.verify()
+        assert not report.ok
+        assert any(f"events end at seq {last - 3}" in p and f"says seq {last}" in p
+                   and "cut off" in p for p in report.problems), report.problems
+
+    def test_head_of_an_empty_journal_is_the_genesis(self, journal):
+        assert str(journal.head()) == "0:" + "0" * 64
+
+    def test_head_names_the_last_event(self, filled):
+        last = list(filled.read())[-1]
+        assert (filled.head().seq, filled.head().hash) == (last.seq, last.hash)
+
+    def test_verify_checks_a_published_head(self, filled, story):
+        published = filled.head()
+        filled.append([story.start("later")])
+        assert filled.verify(expect=published).ok  # the log grew past it: fine
+        forged = Head(published.seq, "f" * 64)
+        problems = filled.verify(expect=forged).problems
+        assert problems == [f"seq {published.seq}: hash {published.hash} is not {'f' * 64},"
+                            " which the expected head names"]
+        ahead = Head(filled.last_seq() + 5, "a" * 64)
+        assert any("cut off" in p for p in filled.verify(expect=ahead).problems)
 
     def test_verify_finds_swapped_events(self, filled):
         a = self._seq_of(filled, RUN_A, EntryApplied, 0).seq

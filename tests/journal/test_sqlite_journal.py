@@ -15,8 +15,9 @@ import msgspec
 import pytest
 
 from journal import JournalError, JournalIntegrityError, SqliteJournal, UnsupportedURL, open_journal
-from journal import index, queries
+from journal import Head, index, queries
 from journal.events import encode
+from journal.head import HeadFile
 from journal.index import khash
 
 
@@ -277,3 +278,49 @@ def test_catch_up_in_small_chunks_gives_the_same_index(journal_path, monkeypatch
         journal.rebuild_projections()
         assert journal.projection_snapshot() == live
         assert journal.verify().ok
+
+
+# -- the head file ------------------------------------------------------------------------------
+
+
+def test_the_head_file_follows_each_durable_append(filled):
+    story = contract.Story()
+    head_file = filled.path.with_name("journal.db-head")
+    assert head_file.read_text() == f"{filled.head()}\n"
+    durable_head = filled.head()
+    filled.append([story.start("later")], durable=False)
+    assert head_file.read_text() == f"{durable_head}\n"  # covered by the next durable append
+    filled.append([story.start("later still")])
+    assert head_file.read_text() == f"{filled.head()}\n" != f"{durable_head}\n"
+
+
+def test_a_missing_head_file_is_a_problem(filled):
+    filled.path.with_name("journal.db-head").unlink()
+    assert filled.verify().problems == [
+        "the head file is missing: cannot tell whether events were cut off the end"]
+
+
+def test_the_head_file_never_moves_back(filled):
+    HeadFile(filled.path).advance(Head(1, "0" * 64))  # a slower process, late
+    assert filled.verify().ok
+
+
+def test_a_new_journal_replaces_the_head_file_of_a_deleted_one(tmp_path):
+    path = tmp_path / "journal.db"
+    with open_journal(path) as journal:
+        journal.append(contract.realistic(contract.Story()))
+    path.unlink()
+    with open_journal(path) as journal:
+        journal.append(contract.realistic(contract.Story())[:3])
+        assert journal.verify().ok
+
+
+def test_a_journal_from_before_head_files_adopts_one(filled):
+    head = filled.path.with_name("journal.db-head")
+    filled.close()
+    head.unlink()
+    with unguarded(filled) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'head_file'")
+    with open_journal(filled.path) as journal:
+        assert journal.verify().ok
+        assert head.read_text() == f"{journal.head()}\n"
