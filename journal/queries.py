@@ -20,7 +20,8 @@ _RUN_SELECT = """
 SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.sealed_at,
        r.finished_at, r.entries, r.summary, r.attempts, r.error,
        COALESCE(SUM(e.created), 0), COALESCE(SUM(e.skipped), 0),
-       COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0)
+       COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0),
+       COALESCE(SUM(CASE WHEN e.op = 'match' THEN e.skipped END), 0)
 FROM runs r LEFT JOIN entries e ON e.run = r.run
 """
 
@@ -49,6 +50,7 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
         options=msgspec.json.decode(row[4]), status=row[5], started_at=row[6],
         sealed_at=row[7], finished_at=row[8], entries=row[9],
         summary=msgspec.json.decode(row[10]), attempts=row[11], counts=counts, error=row[12],
+        matched=row[17],
     )
 
 

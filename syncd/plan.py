@@ -44,6 +44,10 @@ class PlanSummary:
     # once the run completes.
     mark: dict[str, Any] | None = None
 
+    def existing(self) -> int:
+        """Records and files the plan found already in the target: no entry writes them."""
+        return sum(c.existing for c in self.entities.values()) + self.files.existing
+
     def entity(self, name: str) -> EntityCounts:
         return self.entities.setdefault(name, EntityCounts())
 

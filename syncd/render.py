@@ -1,8 +1,9 @@
 """Tables and JSON for the CLI. Tables go to stdout; progress and messages go to stderr."""
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 from rich import box
 from rich.console import Console
@@ -12,9 +13,10 @@ from .plan import APPLIED_KEYS, PlanSummary, RecordAction
 from .schema import Schema
 
 def _console(stderr: bool) -> Console:
-    # Off a terminal (pipes, CI logs) rich would assume 80 columns and squash the tables.
+    # Off a terminal (pipes, CI logs) rich would assume 80 columns and squash the tables;
+    # COLUMNS, when set, is the width asked for, on a terminal or not.
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 160
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
     return Console(stderr=stderr, highlight=False, width=width)
 
 
@@ -82,10 +84,43 @@ def short_time(iso: str | None) -> str | None:
     return iso[:19].replace("T", " ") if iso else iso
 
 
-def simple_table(title: str | None, headers: list[str], rows: Iterable[Iterable[Any]]) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
-    for h in headers:
-        table.add_column(h)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+# Values are folded at word boundaries while their words are at most this long.
+WORD = 10
+
+
+def simple_table(title: str | None, headers: list[str], rows: Iterable[Iterable[Any]],
+                 whole: Collection[str] = ("Run",), width: int | None = None) -> Table:
+    """A plain table for a console `width` columns wide (stdout's by default). The `whole`
+    columns' values are never narrowed (a run id cut to `2026…` names nothing); when the
+    table does not fit, the others, and long headers, fold onto more lines instead of being
+    cut with an ellipsis: nothing shown is lost."""
+    # No padding: the box's blank column separator is the gap (two spaces would cost a run
+    # table ten columns of an 80-column terminal).
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", padding=0, show_edge=False)
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = _fit(headers, cells, whole, (width or out.width) - (len(headers) - 1))
+    for h, w in zip(headers, widths):
+        table.add_column(h, overflow="fold", width=w)
+    for row in cells:
+        table.add_row(*row)
     return table
+
+
+def _fit(headers: list[str], cells: list[list[str]], whole: Collection[str],
+         room: int) -> list[int | None]:
+    """Column widths that fit `room`, or None each when the table fits as it is. rich's own
+    shrinking cuts every column evenly, whole ones too; this starts from each column's
+    narrowest (whole values; a word, at most WORD) and hands out what is left in order of need."""
+    natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    if sum(natural) <= room:
+        return [None] * len(headers)
+    least = [max((len(r[i]) for r in cells), default=0) if h in whole
+             else min(WORD, max((len(w) for r in cells for w in [*r[i].split(), *h.split()]), default=1))
+             for i, h in enumerate(headers)]
+    widths = list(least)
+    spare = room - sum(widths)
+    for i in sorted(range(len(headers)), key=lambda i: natural[i] - least[i]):
+        extra = max(0, min(spare, natural[i] - widths[i]))
+        widths[i] += extra
+        spare -= extra
+    return list(widths)

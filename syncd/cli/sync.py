@@ -171,7 +171,8 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
         out.print(render.applied_table(applied))
     for failure in result.failures:
         err.print(f"[red]failed:[/] {failure}")
-    emit_result(as_json, request, run_id, result.status, PlanSummary.from_json(run.summary), applied)
+    emit_result(as_json, request, run_id, result.status, PlanSummary.from_json(run.summary), applied,
+                run.error)
     if result.status == "interrupted":
         err.print(f"Interrupted. `syncd resume {run_id}` continues where it stopped.")
         sys.exit(STOP.exit_code())
@@ -212,7 +213,8 @@ class FilesLine:
 
 
 def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: str,
-                summary: PlanSummary, applied: dict[str, Any] | None) -> None:
+                summary: PlanSummary, applied: dict[str, Any] | None, error: str | None = None) -> None:
+    """The run's JSON; `error` as in `runs --json` (null unless the run failed or stopped)."""
     if not as_json:
         return
     plan = summary.to_json()
@@ -223,7 +225,7 @@ def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: 
     applied["entities"] = {k: applied["entities"][k] for k in summary.entities} | applied["entities"]
     print(json.dumps({
         "run_id": run_id, "kind": request.kind, "source": request.source, "target": request.target,
-        "status": status, "dry_run": status == "dry_run", "plan": plan,
+        "status": status, "error": error, "dry_run": status == "dry_run", "plan": plan,
         "applied": applied,
     }))
 
