@@ -5,7 +5,11 @@ dropped and rebuilt at any time (architecture §3.4).
 """
 from __future__ import annotations
 
-from sqlite_utils import Database
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported by the callers that create tables: opening a journal needs none
+    from sqlite_utils import Database
 
 SCHEMA_VERSION = "1"
 # The projections' layout: a journal whose projections were built by another layout has them
@@ -21,6 +25,17 @@ PROJECTIONS: dict[str, tuple[str, ...]] = {
     "tracking": ("name",),
     "marks": ("name",),
 }
+
+
+def is_current(conn: sqlite3.Connection) -> bool:
+    """Whether the file already holds every table of this layout, so opening it needs no
+    write (and no sqlite-utils): the versions match and the head file was adopted."""
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError:  # no meta table: a new file
+        return False
+    return (meta.get("schema_version") == SCHEMA_VERSION
+            and meta.get("projections_version") == PROJECTIONS_VERSION and "head_file" in meta)
 
 
 def create_event_log(db: Database) -> None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-from sqlite_utils import Database
 
 from . import index, queries, rules, schema
 from .chain import GENESIS, link
@@ -31,6 +29,9 @@ from .projections import project, replay
 from .resolve import resolve_run
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .verify import Heads, verify_sqlite
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 # Rows per locked read: bounds memory (an entry's payload can be ~100 kB) and lets appends
 # from other threads in between pages.
@@ -85,6 +86,8 @@ def _check_creatable(path: Path) -> None:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         if folder.is_dir():
+            import tempfile  # only for a journal not created yet
+
             tempfile.TemporaryFile(dir=folder).close()  # Linux: O_TMPFILE, never has a name
             return
     except OSError as exc:
@@ -114,6 +117,8 @@ def _connect(path: Path, timeout: float) -> sqlite3.Connection:
 
 
 def _database(conn: sqlite3.Connection) -> Database:
+    from sqlite_utils import Database  # only to create or rebuild tables: not on every open
+
     return Database(conn, recursive_triggers=False, execute_plugins=False)
 
 
@@ -180,6 +185,8 @@ class SqliteJournal:
         return self._conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
+        if schema.is_current(conn):  # the common case: a read, no write lock taken
+            return
         db = _database(conn)
         with _transaction(conn):
             schema.create_event_log(db)

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import msgspec
-from sqlite_utils import Database
 
 from . import index
 from .chain import GENESIS, link
@@ -142,6 +141,8 @@ def _reaches(conn: sqlite3.Connection, last: int, name: str, head: Head) -> list
 
 
 def _verify(scratch: sqlite3.Connection, live: Path, heads: Heads) -> VerifyReport:
+    from sqlite_utils import Database  # verify is rare: `syncd runs` need not import it
+
     create_projections(Database(scratch, recursive_triggers=False, execute_plugins=False))
     scratch.execute("ATTACH DATABASE ? AS live", (str(live),))  # not allowed inside a transaction
     scratch.execute("BEGIN")

@@ -19,6 +19,7 @@ average is printed first).
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -45,9 +46,19 @@ RUN = "20260101-000000-beef"
 AT = "2026-01-01T00:00:00.000000Z"
 
 
-def wall(args: list[str], repeat: int) -> float:
-    """Median seconds of `repeat` runs of a command that must succeed."""
+def compiled() -> None:
+    """Byte-compile syncd as an installed package would be, whatever PYTHONDONTWRITEBYTECODE
+    says (set on some machines, it would have every run compile syncd's sources again: ~40 ms)."""
+    for package in ("syncd", "journal"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
+
+
+def wall(args: list[str], repeat: int, *, warm: bool = True) -> float:
+    """Median seconds of `repeat` runs of a command that must succeed (after one warm-up
+    run, unless the first run is what is measured)."""
     times = []
+    if warm:
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(repeat):
         start = time.perf_counter()
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -101,7 +112,7 @@ def audits_after_a_large_run(config: Path, records: int, repeat: int) -> None:
     cold = []
     for _ in range(repeat):  # each on a fresh copy: the first audit catches the index up
         shutil.copyfile(behind, db)
-        cold.append(wall(audit, 1))
+        cold.append(wall(audit, 1, warm=False))
     shutil.copyfile(behind, db)
     start = time.perf_counter()
     with SqliteJournal(db) as journal:
@@ -139,14 +150,16 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=8, help="packages shown with --importtime")
     parser.add_argument("--dir", type=Path, help="where to build (default: a temporary folder)")
     args = parser.parse_args()
+    compiled()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"a bare `python -c pass`: {wall([sys.executable, '-c', 'pass'], args.repeat) * 1000:.0f} ms")
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         base = args.dir or Path(tmp)
         small = commands(*small_journal(base))
+        small |= {f"{name} --json": [*cmd, "--json"] for name, cmd in small.items() if name != "--help"}
         print(f"small journal (one transfer of 20 videos), median of {args.repeat}:")
         for name, cmd in small.items():
-            print(f"  syncd {name:<8} {wall([str(SYNCD), *cmd], args.repeat) * 1000:8.0f} ms")
+            print(f"  syncd {name:<13} {wall([str(SYNCD), *cmd], args.repeat) * 1000:8.0f} ms")
         if args.importtime:
             print("imports (python -X importtime -m syncd …), ms per package:")
             for name, cmd in small.items():

@@ -13,10 +13,9 @@ from typing import AsyncIterator
 
 import anyio
 
-from journal import Journal, open_journal
 
 from . import blobs, stores
-from .config import Config, sqlite_path
+from .config import Config
 from .errors import InputError, SchemaError
 from .filters import parse_filters
 from .planner import PlanContext, involved_entities
@@ -31,18 +30,6 @@ def open_store(config: Config, env: str, *, readonly: bool) -> RecordStore:
     network store checks its credentials (and, for a target, write access) when first
     described: in `connect()`, before any write."""
     return stores.open_store(env, config.environment(env), config.base_dir, readonly=readonly)
-
-
-def journal_path(config: Config) -> Path:
-    return sqlite_path(config.journal.url, config.base_dir)
-
-
-def journal_for(config: Config, *, create: bool = True) -> Journal:
-    """The journal; commands that only read it refuse to create an empty one."""
-    path = journal_path(config)
-    if not create and not path.exists():
-        raise InputError(f"no journal at {path}: nothing has run yet")
-    return open_journal(path)
 
 
 async def load_schema(config: Config, store: RecordStore) -> Schema:

@@ -18,7 +18,7 @@ from .adapters import connect, load_schema, open_store
 from .errors import Interrupted, RunStateError
 from .journaling import JournalSink, NullSink
 from .locks import hold_run_lock
-from .plan import APPLIED_KEYS, PlanSummary, RecordAction
+from .plan import PlanSummary, RecordAction
 from .planner import PlanContext, Planner
 from .request import RunRequest
 from .tasks import task_group
@@ -129,20 +129,3 @@ def cancel(journal: Journal, run_id: str, reason: str) -> None:
         if run.status in ("completed", "cancelled"):
             raise RunStateError(f"run {run_id} is {run.status}; there is nothing to cancel")
         journal.append([RunCancelled(run=run_id, at=now(), reason=reason)])
-
-
-def applied_counts(journal: Journal, run_id: str) -> dict[str, Any]:
-    entities: dict[str, dict[str, int]] = {}
-    files = {"copied": 0, "skipped": 0, "failed": 0}
-    for e in journal.entries(run_id):
-        if e.op == "copy":  # told apart by op: a user table may be named "files"
-            files["copied"] += e.created
-            files["skipped"] += e.skipped
-            files["failed"] += e.failed
-            continue
-        if e.op == "match":  # matches write nothing: the plan counts them as existing
-            continue
-        c = entities.setdefault(e.entity, dict.fromkeys(APPLIED_KEYS, 0))
-        for k in APPLIED_KEYS:
-            c[k] += getattr(e, k)
-    return {"entities": entities, "files": files}

@@ -5,9 +5,12 @@ The request itself is syncd/request.py; states and ops are journal/states.py.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from journal import Op, Outcome
+
+if TYPE_CHECKING:
+    from journal import Journal
 
 # The label of file-copy entries in tables and the journal. Entries are told apart by their
 # op ("copy"), never by this name: a user table may be called "files" too.
@@ -83,3 +86,21 @@ class RecordAction:
     action: Action
     note: str = ""
     kind: Literal["record", "file"] = "record"
+
+
+def applied_counts(journal: Journal, run_id: str) -> dict[str, Any]:
+    """What a run's entries applied, per entity and for files, from their latest outcomes."""
+    entities: dict[str, dict[str, int]] = {}
+    files = {"copied": 0, "skipped": 0, "failed": 0}
+    for e in journal.entries(run_id):
+        if e.op == "copy":  # told apart by op: a user table may be named "files"
+            files["copied"] += e.created
+            files["skipped"] += e.skipped
+            files["failed"] += e.failed
+            continue
+        if e.op == "match":  # matches write nothing: the plan counts them as existing
+            continue
+        c = entities.setdefault(e.entity, dict.fromkeys(APPLIED_KEYS, 0))
+        for k in APPLIED_KEYS:
+            c[k] += getattr(e, k)
+    return {"entities": entities, "files": files}

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Collection, Iterable
+from typing import TYPE_CHECKING, Any, Collection, Iterable
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from .plan import APPLIED_KEYS, PlanSummary, RecordAction
-from .schema import Schema
+
+if TYPE_CHECKING:  # the schema module is not needed to print a table
+    from .schema import Schema
 
 def _console(stderr: bool) -> Console:
     # Off a terminal (pipes, CI logs) rich would assume 80 columns and squash the tables;

@@ -6,7 +6,7 @@ from pathlib import Path
 import anyio
 
 from conftest import run
-from syncd import adapters, operations
+from syncd import journals, operations
 from syncd.applier import Progress
 from syncd.config import load_config
 
@@ -27,7 +27,7 @@ def test_progress_knows_every_planned_file_up_front_and_counts_failures(world) -
     progress = Progress(on_start=lambda records, files: started.append((records, files)),
                         on_file=lambda nbytes, ok: done.append(ok))
     config = load_config(str(world.config))
-    with adapters.journal_for(config) as journal:
+    with journals.journal_for(config) as journal:
         result = anyio.run(lambda: operations.apply(config, journal, report["run_id"], progress=progress))
     entries = run(world, "show", report["run_id"], "--json").json()["entries"]
     records = sum(e["records"] for e in entries if e["op"] != "copy")  # creates, updates, matches

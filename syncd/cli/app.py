@@ -48,14 +48,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("sync", "Transfer roots with their children, parents and (optionally) files."),
     "resume": ("sync", "Apply what RUN has not applied yet."),
     "cancel": ("sync", "Abandon RUN: it is never applied further (what it applied stays)."),
-    "runs": ("history", "Runs, newest first: id, kind, source → target, status, counts, times."),
+    "runs": ("history", "Runs, newest first: id, kind, source → target, status, record counts, start time."),
     "show": ("history", "The plan of RUN and its progress per entity (per record with -v)."),
-    "audit": ("history", "Every journaled operation on the record KEY, oldest first."),
+    "audit": ("history", "Every journaled operation on the record KEY, oldest first: by when it was applied, or planned if it was not (JSON: \"at\", and \"at_is\" says which)."),
     "log": ("history", "The journal's events, oldest first."),
-    "journal": ("history", "Check or rebuild the journal."),
+    "journal": ("history", "Check or rebuild the journal, or print its head."),
     "schema": ("schema", "Keys, references, children, natural keys and dependency order of ENV."),
-    "serve": ("serve", "Serve ENV's records over HTTP (a SQLite environment, or any store the "
-                       "registry marks servable)."),
+    "serve": ("serve", "Serve ENV's records over HTTP (a SQLite or Postgres environment: any "
+                       "store the registry marks servable)."),
     "daemon": ("daemon", "Run the jobs of syncd.toml on their schedules, and runs queued with --queue."),
     "jobs": ("daemon", "The jobs of syncd.toml with their last and next runs; `jobs run NAME` "
                        "runs one now."),
@@ -197,6 +197,6 @@ def config_of(ctx: click.Context, *, required: bool = True) -> Config:
 
 def existing_journal(ctx: click.Context) -> Journal:
     """The journal for commands that only read it: never creates an empty one."""
-    from .. import adapters
+    from .. import journals
 
-    return adapters.journal_for(config_of(ctx, required=False), create=False)
+    return journals.journal_for(config_of(ctx, required=False), create=False)

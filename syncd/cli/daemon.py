@@ -12,13 +12,13 @@ from typing import Any
 import anyio
 import click
 
-from .. import adapters
+from .. import journals
 from .. import operations as ops
 from .. import render
 from ..config import Config
 from ..errors import InputError
 from ..locks import job_lock
-from ..plan import PlanSummary
+from ..plan import PlanSummary, applied_counts
 from ..render import err, out
 from .app import EXIT_FAILED, STOP, cli, config_of
 
@@ -60,7 +60,7 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
     from ..daemon import jobs as daemon_jobs, schedule, status
     config = config_of(ctx)
     defined = daemon_jobs.load_jobs(config)
-    journal = adapters.journal_for(config) if adapters.journal_path(config).exists() else None
+    journal = journals.journal_for(config) if journals.journal_path(config).exists() else None
     since = schedule.utcnow()
     views = [status.job_view(journal, job, since, _held(config, job.name)) for job in defined]
     if as_json:
@@ -76,7 +76,7 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
 
 
 def _held(config: Config, name: str) -> bool:
-    return job_lock(adapters.journal_path(config), name).held_elsewhere()
+    return job_lock(journals.journal_path(config), name).held_elsewhere()
 
 
 def _job_row(view: dict[str, Any]) -> list[Any]:
@@ -100,10 +100,10 @@ def run_job(ctx: click.Context, name: str, as_json: bool, log_format: str) -> No
     config = config_of(ctx)
     job = daemon_jobs.find_job(daemon_jobs.load_jobs(config), name)
     anyio.run(daemon_jobs.check_job, config, job)
-    lock = job_lock(adapters.journal_path(config), name)
+    lock = job_lock(journals.journal_path(config), name)
     if not lock.acquire():
         raise InputError(f"job {name!r} is running in another process (pid {lock.holder()})")
-    with lock, adapters.journal_for(config) as journal:
+    with lock, journals.journal_for(config) as journal:
         log = logs.setup(log_format)
         done = anyio.run(lambda: turn.take_turn(
             config, journal, job, log=log, due=lambda last: True, stopping=STOP))
@@ -120,7 +120,7 @@ def _report(journal: Any, name: str, done: list[tuple[str, str]], as_json: bool)
     for run_id, status in done:
         row = journal.run(run_id)
         summary = PlanSummary.from_json(row.summary)
-        applied = ops.applied_counts(journal, run_id)
+        applied = applied_counts(journal, run_id)
         runs.append({"run_id": run_id, "status": status, "plan": row.summary, "applied": applied})
         if not as_json:
             out.print(render.plan_table(summary, f"Job {name}: run {run_id}", None,

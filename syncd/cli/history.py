@@ -1,4 +1,8 @@
-"""Reading the journal: runs, show, audit, log, journal verify/rebuild."""
+"""Reading the journal: runs, show, audit, log, journal head/verify/rebuild.
+
+`render` (and rich with it) is imported only where a table or a coloured line is printed:
+scripts asking for --json, and `log`, start without it (architecture §6).
+"""
 from __future__ import annotations
 
 import json
@@ -10,12 +14,9 @@ import click
 from journal import RUN_STATUSES, Head, Journal, RunRow, RunStatus, parse_head
 from journal.events import EntryPlanned
 
-from .. import adapters, clock
-from .. import operations as ops
-from .. import render
+from .. import clock, journals
 from ..payload import unpack_rows
-from ..plan import PlanSummary
-from ..render import err, out
+from ..plan import PlanSummary, applied_counts
 from .app import EXIT_FAILED, cli, config_of, existing_journal
 
 
@@ -28,11 +29,14 @@ from .app import EXIT_FAILED, cli, config_of, existing_journal
 def runs(ctx: click.Context, statuses: tuple[RunStatus, ...], limit: int | None, as_json: bool) -> None:
     """Runs, newest first: id, kind, source → target, status, record counts, start time."""
     config = config_of(ctx, required=False)
-    rows = (adapters.journal_for(config).runs(statuses=statuses or None, limit=limit)
-            if adapters.journal_path(config).exists() else [])
+    rows = (journals.journal_for(config).runs(statuses=statuses or None, limit=limit)
+            if journals.journal_path(config).exists() else [])
     if as_json:
         print(json.dumps([_run_json(r) for r in rows]))
         return
+    from .. import render
+    from ..render import out
+
     # One column for the four counts and no finish time: the table fits 80 columns with the
     # run ids whole (show and --json have the rest).
     out.print(render.simple_table("Runs", ["Run", "Kind", "Source → target", "Status", COUNTS,
@@ -80,13 +84,16 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     entries = list(journal.entries(run_id))
     records = list(_records(journal, row, entries)) if verbose else None
     if as_json:
-        data = _run_json(row) | {"plan": row.summary, "applied": ops.applied_counts(journal, run_id),
+        data = _run_json(row) | {"plan": row.summary, "applied": applied_counts(journal, run_id),
                                  "entries": [_entry_json(e) for e in entries]}
         if records is not None:
             data["records"] = [dict(zip(("entity", "key", "op", "outcome", "detail", "hash"), r))
                                for r in records]
         print(json.dumps(data))
         return
+    from .. import render
+    from ..render import out
+
     out.print(f"Run {run_id}: {row.kind} {row.source} → {row.target}, {row.status}")
     out.print(render.plan_table(PlanSummary.from_json(row.summary), "Plan", None,
                                 bool(row.options.get("update"))))
@@ -138,6 +145,9 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
         print(json.dumps({"key": key, "entity": entity or (rows[0].entity if rows else None),
                           "history": history}))
         return
+    from .. import render
+    from ..render import err, out
+
     if not rows:
         err.print(f"No journaled operation on {key}.")
         return
@@ -183,7 +193,7 @@ def log(ctx: click.Context, run_text: str | None, since: str | None, as_json: bo
             print(json.dumps(line))
         else:
             extra = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("seq", "at", "run", "type"))
-            out.print(f"{rec.seq:>6} {rec.at} {rec.run} {rec.type} {extra}")
+            click.echo(f"{rec.seq:>6} {rec.at} {rec.run} {rec.type} {extra}")  # plain: no markup
 
 
 def _event_brief(event: Any) -> dict[str, Any]:
@@ -204,7 +214,7 @@ def _event_brief(event: Any) -> dict[str, Any]:
 
 @cli.group("journal")
 def journal_group() -> None:
-    """Check or rebuild the journal."""
+    """Check or rebuild the journal, or print its head."""
 
 
 @journal_group.command("head")
@@ -229,6 +239,8 @@ def _head_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.pass_context
 def journal_verify(ctx: click.Context, expect: Head | None) -> None:
     """Exit 1 on a broken chain, events cut off the end, or a projection mismatch."""
+    from ..render import err, out
+
     journal = existing_journal(ctx)
     report = journal.verify(expect)
     if report.ok:
@@ -245,6 +257,8 @@ def journal_verify(ctx: click.Context, expect: Head | None) -> None:
 @click.pass_context
 def journal_rebuild(ctx: click.Context) -> None:
     """Drop the projections and rebuild them from the events."""
+    from ..render import out
+
     journal = existing_journal(ctx)
     journal.rebuild_projections()
     out.print("projections rebuilt")

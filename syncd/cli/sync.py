@@ -14,14 +14,14 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 
 from journal import TODO_STATES, Journal
 
-from .. import adapters
+from .. import adapters, journals
 from .. import blobs
 from .. import operations as ops
 from .. import render
 from ..applier import Progress as ApplyProgress
 from ..config import Config
 from ..errors import InputError, RunStateError
-from ..plan import APPLIED_KEYS, PlanSummary
+from ..plan import APPLIED_KEYS, PlanSummary, applied_counts
 from ..request import RunRequest
 from ..render import err, out
 from .app import EXIT_FAILED, STOP, cli, config_of, existing_journal
@@ -108,7 +108,7 @@ async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: boo
                 file_workers: int) -> tuple[ops.Planned, Any, Journal | None]:
     async with adapters.connect(config, request, dry_run=dry_run) as ctx:  # validates everything first
         ctx.file_workers = file_workers
-        journal = None if dry_run else adapters.journal_for(config)
+        journal = None if dry_run else journals.journal_for(config)
         planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
         return planned, ctx.schema, journal
 
@@ -166,7 +166,7 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
                                              file_workers=file_workers))
     run = journal.run(run_id)
     assert run is not None
-    applied = ops.applied_counts(journal, run_id)
+    applied = applied_counts(journal, run_id)
     if not as_json:
         out.print(render.applied_table(applied))
     for failure in result.failures:
@@ -239,7 +239,7 @@ def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: 
 def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers: int) -> None:
     """Apply what RUN has not applied yet."""
     config = config_of(ctx)
-    journal = adapters.journal_for(config, create=False)
+    journal = journals.journal_for(config, create=False)
     run_id = journal.resolve_run(run)
     row = journal.run(run_id)
     assert row is not None
@@ -249,7 +249,7 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
     if row.status == "completed":
         err.print(f"Run {run_id} is already completed; nothing to do.")
         emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
-                    ops.applied_counts(journal, run_id))
+                    applied_counts(journal, run_id))
         return
     if row.sealed_at is None:
         err.print(f"Run {run_id} was cut off while planning; planning it again.")

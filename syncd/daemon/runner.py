@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 
 from journal import Journal, JournalError, RunFinished, RunStatus
 
-from .. import adapters
+from .. import journals
 from .. import operations as ops
 from ..clock import now
 from ..config import Config
@@ -247,11 +247,11 @@ def main(config: Config, *, once: bool, status_addr: str | None, log_format: str
     jobs = load_jobs(config)
     addr = parse_addr(status_addr) if status_addr else None
     anyio.run(check_jobs, config, jobs)
-    path = adapters.journal_path(config)
+    path = journals.journal_path(config)
     with ExitStack() as stack:
         stack.enter_context(hold_daemon_lock(path))
         server = StatusServer(addr) if addr else None
-        journal = stack.enter_context(adapters.journal_for(config))
+        journal = stack.enter_context(journals.journal_for(config))
         log = logs.setup(log_format)
         daemon = Daemon(config, journal, path, jobs, log, once=once, grace=grace,
                         stopped_before=stopped_before)
