@@ -105,7 +105,7 @@ def comparable(steps: list[Step]) -> list[Step]:
     for s in steps:
         if s.label == "audit":
             for h in s.output["history"]:
-                del h["run_id"], h["at"]
+                del h["run_id"], h["at"], h["planned_at"], h["applied_at"]
     return steps
 
 

@@ -75,7 +75,7 @@ def play(place: Place) -> list[Step]:
             output = result.json()
             run_id = output.pop("run_id", None)
             for item in output.get("history", []):
-                del item["run_id"], item["at"]
+                del item["run_id"], item["at"], item["planned_at"], item["applied_at"]
         journaled = None
         if run_id:
             show = run(w, "show", run_id, "--json", "-v").json()
