@@ -75,7 +75,8 @@ async def _context(config: Config, request: RunRequest, source: RecordStore,
         rewriter = BlobRewriter(request.target, request.source, env.blob_map, request.target_bucket)
     transformer = Transformer(clear=clear, clear_entity=root.name, rewriter=rewriter)
     return PlanContext(request, source, target, schema, root,
-                       parse_filters(request.filters, root), tree, transformer)
+                       parse_filters(request.filters, root), tree, transformer,
+                       target_schema=target_schema)
 
 
 async def check_blob_targets(config: Config, request: RunRequest) -> None:

@@ -23,7 +23,7 @@ from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 from . import blobs, failpoints
 from .clock import now
 from .errors import RunStateError, StoreError, TransientError
-from .payload import row_hash, unpack_rows
+from .payload import json_positions, row_hash, unpack_rows
 from .retry import RETRIES, backoff
 from .schema import Entity, Schema
 from .stores.base import RecordStore
@@ -164,7 +164,9 @@ class Applier:
         key_at = entry.columns.index(entity.key)
         present = await self.target.fetch(entity, [r[key_at] for r, f in zip(rows, flags) if not f])
         order = [entity.index(c) for c in entry.columns]
-        written = {row[entity.index(entity.key)]: row_hash([row[i] for i in order]) for row in present}
+        json_at = json_positions(entry.columns, entity.json_columns)  # as the planner hashed
+        written = {row[entity.index(entity.key)]: row_hash([row[i] for i in order], json_at)
+                   for row in present}
         for i, row in enumerate(rows):
             if not flags[i] and written.get(row[key_at]) == entry.hashes[i]:
                 outcomes[i] = "created"

@@ -32,7 +32,7 @@ def planned_event(run_id: str, number: int, entry: PlannedEntry) -> EntryPlanned
     return EntryPlanned(
         run=run_id, at=now(), entry=number, entity=entry.entity, op=entry.op,
         columns=entry.columns, keys=[str(k) for k in entry.keys],
-        hashes=[row_hash(r) for r in entry.rows], payload=pack_rows(entry.rows))
+        hashes=[row_hash(r, entry.json_at) for r in entry.rows], payload=pack_rows(entry.rows))
 
 
 class JournalSink:

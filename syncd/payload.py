@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import msgspec
 
@@ -11,8 +11,29 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[list[Any]])
 
 
-def row_hash(row: Sequence[Any]) -> str:
+def row_hash(row: Sequence[Any], json_at: Sequence[int] = ()) -> str:
+    """blake2b-128 of the row's msgpack. The values at `json_at` (the target's JSON columns)
+    are hashed as canonical JSON (keys sorted, no spaces): the same document hashes the same
+    whether SQLite keeps it as written or Postgres' jsonb reorders it."""
+    if json_at:
+        row = list(row)
+        for i in json_at:
+            row[i] = canonical_json(row[i])
     return hashlib.blake2b(_encoder.encode(row), digest_size=16).hexdigest()
+
+
+def canonical_json(value: Any) -> Any:
+    """JSON text as sorted, compact JSON; anything else (NULL, text that is not JSON) as it is."""
+    if not isinstance(value, (str, bytes)):
+        return value
+    try:
+        return msgspec.json.encode(msgspec.json.decode(value), order="sorted").decode()
+    except msgspec.DecodeError:
+        return value
+
+
+def json_positions(columns: Sequence[str], json_columns: Collection[str]) -> tuple[int, ...]:
+    return tuple(i for i, c in enumerate(columns) if c in json_columns)
 
 
 def pack_rows(rows: Sequence[Sequence[Any]]) -> bytes:

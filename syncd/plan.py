@@ -75,6 +75,7 @@ class PlannedEntry:
     columns: list[str]
     keys: list[Any]
     rows: Sequence[Sequence[Any]]
+    json_at: tuple[int, ...] = ()  # positions of the target's JSON columns: hashed canonically
 
 
 @dataclass(frozen=True)

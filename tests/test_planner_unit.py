@@ -107,3 +107,17 @@ def test_update_patches_only_fields_that_differ() -> None:
     assert sink.rows("videos", "update") == [["v1", {"title": "one"}]]  # updated_at is ignored
     assert sink.rows("videos") == []
     assert summary.entities["videos"].update == 1
+
+
+def test_json_columns_hash_as_canonical_json() -> None:
+    """The same document hashes the same however its text is ordered or spaced (jsonb
+    reorders keys); other columns, and text that is not JSON, hash exactly as they are."""
+    from syncd.payload import row_hash
+
+    sqlite_text = ["v1", '{"b": 1, "a": [1, 2, {"z": null, "y": "é"}]}', "{not json"]
+    jsonb_text = ["v1", '{"a": [1, 2, {"y": "é", "z": null}], "b": 1}', "{not json"]
+    assert row_hash(sqlite_text, (1, 2)) == row_hash(jsonb_text, (1, 2))
+    assert row_hash(sqlite_text) != row_hash(jsonb_text)  # not a JSON column: exact
+    other = ["v1", '{"a": [1, 2, {"y": "é", "z": null}], "b": 2}', "{not json"]
+    assert row_hash(other, (1, 2)) != row_hash(jsonb_text, (1, 2))
+    assert row_hash(["v1", None, "{not json"], (1, 2)) == row_hash(["v1", None, "{not json"])

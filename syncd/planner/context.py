@@ -37,6 +37,13 @@ class PlanContext:
     tree: tuple[str, ...]  # (root,) for copy; root + children for transfer
     transformer: Transformer
     file_workers: int = blobs.DEFAULT_FILE_WORKERS
+    target_schema: Schema | None = None  # None in unit tests: rows are then hashed exactly
+
+    def target_json_columns(self, entity: str) -> frozenset[str]:
+        """The target's JSON columns of `entity`, hashed as canonical JSON (payload.row_hash)."""
+        if self.target_schema is None or entity not in self.target_schema.entities:
+            return frozenset()
+        return self.target_schema.entity(entity).json_columns
 
 
 def involved_entities(schema: Schema, tree: Sequence[str]) -> list[str]:

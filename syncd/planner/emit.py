@@ -3,9 +3,10 @@ copies first, then each entity in schema order, self-referencing rows after the 
 point at), at most BATCH rows each."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from ..errors import SchemaError
+from ..payload import json_positions
 from ..plan import FILES, PlannedEntry
 from ..records import field_value
 from ..schema import Entity
@@ -31,10 +32,14 @@ def match_entries(entity: Entity, remaps: dict[Any, Any], size: int = BATCH) -> 
         yield PlannedEntry(entity.name, "match", ["source_key", "target_key"], [p[0] for p in batch], batch)
 
 
-def create_entries(entity: Entity, rows: Sequence[Row], size: int = BATCH) -> Iterator[PlannedEntry]:
+def create_entries(entity: Entity, rows: Sequence[Row], json_columns: Collection[str] = (),
+                   size: int = BATCH) -> Iterator[PlannedEntry]:
+    """`json_columns`: the target's, whose values are hashed as canonical JSON (the applier
+    hashes what it finds on resume by the same columns)."""
     columns, at = list(entity.columns), entity.index(entity.key)
+    json_at = json_positions(columns, json_columns)
     for batch in batches(rows, size):
-        yield PlannedEntry(entity.name, "create", columns, [r[at] for r in batch], batch)
+        yield PlannedEntry(entity.name, "create", columns, [r[at] for r in batch], batch, json_at)
 
 
 def update_entries(entity: Entity, patches: Sequence[Patch], size: int = BATCH) -> Iterator[PlannedEntry]:

@@ -115,7 +115,7 @@ class Planner:
         self._note(entity, rows, "create")
         for entry in emit.match_entries(entity, diff.remaps):
             await self.sink.add(entry)
-        for entry in emit.create_entries(entity, rows):
+        for entry in emit.create_entries(entity, rows, self.ctx.target_json_columns(entity.name)):
             await self.sink.add(entry)
         for entry in emit.update_entries(entity, diff.updates):
             await self.sink.add(entry)
