@@ -31,14 +31,14 @@ from .head import Head, parse_head
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .sqlite import SqliteJournal
 from .states import (
-    ENTRY_STATES, FINISH_STATUSES, OPS, OUTCOMES, RUN_STATUSES, TODO_STATES, UNFINISHED, EntryState,
+    DECISIONS, ENTRY_STATES, FINISH_STATUSES, OPS, OUTCOMES, RUN_STATUSES, TODO_STATES, UNFINISHED, EntryState,
     FinishStatus, Op, Outcome, RunStatus,
 )
 from .url import open_journal
 
 __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
-    "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "Head", "HistoryRow",
+    "DECISIONS", "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "Head", "HistoryRow",
     "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
     "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",

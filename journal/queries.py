@@ -21,7 +21,7 @@ SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.s
        r.finished_at, r.entries, r.summary, r.attempts, r.error,
        COALESCE(SUM(e.created), 0), COALESCE(SUM(e.skipped), 0),
        COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0),
-       COALESCE(SUM(CASE WHEN e.op = 'match' THEN e.skipped END), 0)
+       COALESCE(SUM(CASE WHEN e.op IN ('match', 'clone') THEN e.skipped END), 0)
 FROM runs r LEFT JOIN entries e ON e.run = r.run
 """
 

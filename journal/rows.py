@@ -35,8 +35,9 @@ class RunRow(msgspec.Struct, frozen=True):
     attempts: int
     counts: dict[str, int]  # created/skipped/updated/failed over the entries' latest outcomes
     error: str | None = None  # RunFinished.error of the latest finish
-    # Of counts["skipped"], the records of match entries: natural-key matches applied, which
-    # write nothing (they are also among the plan's records already in the target).
+    # Of counts["skipped"], the records of decision entries (states.DECISIONS): natural-key
+    # matches (also among the plan's records already in the target) and clones' new keys,
+    # which write nothing.
     matched: int = 0
 
 

@@ -21,10 +21,11 @@ FinishStatus = Literal["completed", "failed", "interrupted"]
 EntryState = Literal["pending", "done", "failed"]
 # What happened to one record (or file) of an entry.
 Outcome = Literal["created", "skipped", "updated", "failed"]
-# What an entry does: create/update/delete records of an entity, copy files, or record that
-# records were matched by natural key to the target's (rows: [source key, target key]; nothing
-# is written to the target, so they are applied as skipped).
-Op = Literal["create", "update", "delete", "copy", "match"]
+# What an entry does: create/update/delete records of an entity, copy files, or record a
+# decision about keys (rows: [source key, target key]): records matched by natural key to the
+# target's ("match"), or the new keys of cloned records ("clone"). Decisions write nothing to
+# the target, so they are applied as skipped.
+Op = Literal["create", "update", "delete", "copy", "match", "clone"]
 
 RUN_STATUSES: Final[tuple[RunStatus, ...]] = get_args(RunStatus)
 FINISH_STATUSES: Final[tuple[FinishStatus, ...]] = get_args(FinishStatus)
@@ -32,6 +33,8 @@ ENTRY_STATES: Final[tuple[EntryState, ...]] = get_args(EntryState)
 OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 OPS: Final[tuple[Op, ...]] = get_args(Op)
 
+# Ops whose entries journal a decision and write nothing.
+DECISIONS: Final[tuple[Op, ...]] = ("match", "clone")
 # Entries an applier still has to work on (resume reads exactly these: never "done").
 TODO_STATES: Final[tuple[EntryState, ...]] = ("pending", "failed")
 # Runs that have not reached their end.

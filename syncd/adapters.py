@@ -19,6 +19,7 @@ from .config import Config
 from .errors import InputError, SchemaError
 from .filters import parse_filters
 from .planner import PlanContext, involved_entities
+from .planner.clone import clone_tree, typed_assignments
 from .request import RunRequest, option_name
 from .schema import Entity, FieldPath, Schema, build_schema
 from .stores.base import RecordStore
@@ -64,7 +65,9 @@ async def _context(config: Config, request: RunRequest, source: RecordStore,
         if request.kind != "transfer":
             raise InputError("--entity is required for copy")
         root = schema.entity(schema.root())
-    tree = schema.tree(root.name) if request.kind == "transfer" else (root.name,)
+    tree = (schema.tree(root.name) if request.kind == "transfer"
+            else clone_tree(schema, root, request.include) if request.kind == "clone"
+            else (root.name,))
     target_schema = await load_schema(config, target)
     check_target(schema, target_schema, involved_entities(schema, tree), target.name)
     clear = tuple(root.field(f) for f in request.clear)
@@ -74,9 +77,10 @@ async def _context(config: Config, request: RunRequest, source: RecordStore,
         env = config.environment(request.target)
         rewriter = BlobRewriter(request.target, request.source, env.blob_map, request.target_bucket)
     transformer = Transformer(clear=clear, clear_entity=root.name, rewriter=rewriter)
+    assign = typed_assignments(target_schema.entity(root.name), request.set)
     return PlanContext(request, source, target, schema, root,
                        parse_filters(request.filters, root), tree, transformer,
-                       target_schema=target_schema)
+                       target_schema=target_schema, assign=assign)
 
 
 async def check_blob_targets(config: Config, request: RunRequest) -> None:

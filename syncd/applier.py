@@ -17,7 +17,7 @@ from typing import Any, Callable
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from journal import TODO_STATES, EntryRow, EntryState, FinishStatus, Journal, Outcome
+from journal import DECISIONS, TODO_STATES, EntryRow, EntryState, FinishStatus, Journal, Outcome
 from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
 from . import blobs, failpoints
@@ -65,6 +65,7 @@ class Applier:
         self.progress = progress or Progress()
         self.file_workers = file_workers
         self._resuming = False
+        self._clone = False
 
     async def run(self) -> ApplyResult:
         run = self.journal.run(self.run_id)
@@ -74,6 +75,7 @@ class Applier:
             raise RunStateError(f"run {self.run_id} is {run.status}; it cannot be applied again")
         todo = list(self.journal.entries(self.run_id, states=TODO_STATES))
         self._resuming = run.attempts > 0  # an earlier attempt may have written pending entries
+        self._clone = run.kind == "clone"  # every row must be created: its key was chosen new
         self.progress.on_start(sum(e.records for e in todo if e.op != "copy"),
                                sum(e.records for e in todo if e.op == "copy"))
         await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
@@ -97,7 +99,7 @@ class Applier:
                 if row.op != "copy" and row.entity in blocked:
                     continue
                 failpoints.hit("apply.before-entry")
-                if entry.op == "match":  # a journaled decision, nothing to write
+                if entry.op in DECISIONS:  # a journaled decision, nothing to write
                     applied = self._outcome(entry, "done", ["skipped"] * len(rows), None, 0)
                 else:
                     applied = await self._apply(entry, rows)
@@ -135,6 +137,8 @@ class Applier:
                     flags = await self.target.create(entity, entry.columns, rows)
                     outcomes: list[Outcome] = await self._create_outcomes(
                         entity, entry, rows, flags, retries > 0)
+                    if self._clone and "skipped" in outcomes:
+                        return self._taken(entry, outcomes, retries)
                 else:
                     flags = await self.target.update(entity, [(k, f) for k, f in rows])
                     outcomes = ["updated" if f else "skipped" for f in flags]
@@ -159,7 +163,7 @@ class Applier:
         write), a row found present that holds exactly the planned content was written by
         that try (the plan saw it absent), so the journal says created, not skipped."""
         outcomes: list[Outcome] = ["created" if f else "skipped" for f in flags]
-        if not (self._resuming or retried) or all(flags):
+        if not (self._resuming or retried or self._clone) or all(flags):
             return outcomes
         key_at = entry.columns.index(entity.key)
         present = await self.target.fetch(entity, [r[key_at] for r, f in zip(rows, flags) if not f])
@@ -192,6 +196,14 @@ class Applier:
                 tg.start_soon(one, i, src, dst, blobs.Planned(*planned))
         state: EntryState = "failed" if errors else "done"
         return self._outcome(entry, state, outcomes, "; ".join(errors[:3]) or None, 0)
+
+    def _taken(self, entry: EntryPlanned, outcomes: list[Outcome], retries: int) -> EntryApplied:
+        """A clone's key that something else took between planning and applying (another
+        run, the application): that record was not cloned, so the entry fails naming it."""
+        taken = [k for k, o in zip(entry.keys, outcomes) if o == "skipped"]
+        failed: list[Outcome] = ["failed" if o == "skipped" else o for o in outcomes]
+        return self._outcome(entry, "failed", failed, f"{len(taken)} new key(s) taken since planning, "
+                             f"first {entry.entity} {taken[0]}: plan the clone again", retries)
 
     def _outcome(self, entry: EntryPlanned, state: EntryState, outcomes: list[Outcome] | None,
                  error: str | None, retries: int) -> EntryApplied:

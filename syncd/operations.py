@@ -19,7 +19,8 @@ from .errors import Interrupted, RunStateError
 from .journaling import JournalSink, NullSink
 from .locks import hold_run_lock
 from .plan import PlanSummary, RecordAction
-from .planner import PlanContext, Planner
+from .planner import PlanContext, PlanSink, Planner
+from .planner.clone import ClonePlanner
 from .request import RunRequest
 from .tasks import task_group
 
@@ -32,16 +33,22 @@ class Planned:
     actions: list[RecordAction] | None
 
 
+def planner_for(ctx: PlanContext, sink: PlanSink, **options: Any) -> Planner:
+    """The planner of the request's kind: clone's makes new records; copy and transfer's
+    bring records over as they are."""
+    return (ClonePlanner if ctx.request.kind == "clone" else Planner)(ctx, sink, **options)
+
+
 async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = False,
                stopping: Callable[[], bool] = lambda: False, run_id: str | None = None) -> Planned:
     """Plan into the journal (sealed at the end), or nowhere when journal is None (dry run)."""
     if journal is None:
         sink = NullSink()
-        planner = Planner(ctx, sink, verbose=verbose, stopping=stopping)
+        planner = planner_for(ctx, sink, verbose=verbose, stopping=stopping)
         return Planned(None, await planner.run(), sink.entries, planner.actions)
     run_id = run_id or new_run_id()
     jsink = JournalSink(journal, run_id, ctx.request)
-    planner = Planner(ctx, jsink, verbose=verbose, stopping=stopping)
+    planner = planner_for(ctx, jsink, verbose=verbose, stopping=stopping)
     try:
         async with task_group() as tasks:
             tasks.start_soon(jsink.write)

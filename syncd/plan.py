@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-from journal import Op, Outcome
+from journal import DECISIONS, Op, Outcome
 
 if TYPE_CHECKING:
     from journal import Journal
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 FILES = "files"
 APPLIED_KEYS: tuple[Outcome, ...] = ("created", "updated", "skipped", "failed")  # display order
 # One line of the `-v` listing says what the plan does with a record or file.
-Action = Literal["create", "skip", "update", "match", "copy", "conflict", "dangling"]
+Action = Literal["create", "skip", "update", "match", "copy", "conflict", "dangling", "clone"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class EntityCounts:
     update: int = 0
     # references to keys of this entity that the source does not have: copied as they are
     dangling: int = 0
+    clone: int = 0  # records created as clones, under new keys (syncd clone)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def applied_counts(journal: Journal, run_id: str) -> dict[str, Any]:
             files["skipped"] += e.skipped
             files["failed"] += e.failed
             continue
-        if e.op == "match":  # matches write nothing: the plan counts them as existing
+        if e.op in DECISIONS:  # matches and clone keys write nothing
             continue
         c = entities.setdefault(e.entity, dict.fromkeys(APPLIED_KEYS, 0))
         for k in APPLIED_KEYS:

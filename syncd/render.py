@@ -30,7 +30,9 @@ err = _console(True)
 def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: bool) -> Table:
     table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
     dangling = any(c.dangling for c in summary.entities.values())
+    clones = any(c.clone for c in summary.entities.values())
     headers = ["Entity", "Selected", "Dependencies", "Already in target", "To create"]
+    headers += ["To clone"] if clones else []  # new records under new keys (syncd clone)
     headers += ["To update"] if update else []
     headers += ["Dangling references"] if dangling else []  # listed with -v
     for h in headers:
@@ -40,6 +42,7 @@ def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: 
         if schema and name in schema.entities and schema.entity(name).natural_key:
             label += f" (by {', '.join(schema.entity(name).natural_key)})"
         cells = [label, c.selected, c.dependencies, c.existing, c.create]
+        cells += [c.clone] if clones else []
         cells += [c.update] if update else []
         cells += [c.dangling] if dangling else []
         table.add_row(*map(str, cells))

@@ -16,7 +16,7 @@ import msgspec
 
 from .errors import InputError
 
-Kind = Literal["copy", "transfer"]
+Kind = Literal["copy", "transfer", "clone"]
 
 
 class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,14 +33,23 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # Incremental selection (daemon jobs): roots in (column, key) order past the job's mark;
     # rows with a NULL column are left out.
     incremental: str | None = None
+    # clone: the children cloned with the roots (default: the root's `children`), and
+    # FIELD=VALUE set on the cloned roots
+    include: tuple[str, ...] = ()
+    set: tuple[str, ...] = ()
 
     def problems(self) -> dict[str, str]:
         """Field → what is wrong with it, for every rule that is not about types."""
+        clone = self.kind == "clone"
         rules = {
-            "target": "the same environment as source" if self.target == self.source else None,
-            "entity": "required for copy" if self.kind == "copy" and not self.entity else None,
+            "target": "the same environment as source"
+            if self.target == self.source and not clone else None,
+            "entity": f"required for {self.kind}" if self.kind != "transfer" and not self.entity else None,
+            "include": "only clone includes children" if self.include and not clone else None,
+            "set": "only clone sets fields" if self.set and not clone else None,
+            "update": "clone only creates (new records under new keys)" if self.update and clone else None,
             "limit": "must be 1 or more" if self.limit is not None and self.limit < 1 else None,
-            "copy_files": "only transfer copies files" if self.copy_files and self.kind == "copy" else None,
+            "copy_files": "only transfer copies files" if self.copy_files and self.kind != "transfer" else None,
             "target_bucket": "needs copy_files (--copy-files): without it no file is copied"
             if self.target_bucket is not None and not self.copy_files else None,
         }

@@ -24,7 +24,7 @@ from syncd.config import EntityConfig
 from syncd.errors import PermanentError
 from syncd.filters import parse_filters
 from syncd.schema import Entity, Schema, build_schema
-from syncd.stores.base import RecordStore
+from syncd.stores.base import KeyRange, RecordStore
 from syncd.stores.memory import Table
 
 Opener = Callable[[bool], Awaitable[RecordStore]]
@@ -255,6 +255,15 @@ class RecordStoreContract:
             (1, "A-001"), (2, "A-001"), (2, "a-003"), (1, "A-002"), (3, "zzz"), (None, "A-001")])
         assert found == {(1, "A-001"): "d1", (2, "a-003"): "d3", (1, "A-002"): "d2"}
         assert await store.match_natural(devices, []) == {}
+
+    async def test_max_key(self, store: RecordStore, devices: Entity, sites: Entity) -> None:
+        """The largest integer key (clone chooses new keys above it); None without any."""
+        assert isinstance(store, KeyRange)
+        largest = max(r["id"] for r in ROWS["sites"])
+        assert await store.max_key(sites) == largest
+        await store.create(sites, ["id", "name"], [[largest + 40, "far"]])
+        assert await store.max_key(sites) == largest + 40
+        assert await store.max_key(devices) is None  # text keys only
 
     # -- writes ---------------------------------------------------------------------------
 

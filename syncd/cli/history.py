@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from journal import RUN_STATUSES, Head, Journal, RunRow, RunStatus, parse_head
+from journal import DECISIONS, RUN_STATUSES, Head, HistoryRow, Journal, RunRow, RunStatus, parse_head
 from journal.events import EntryPlanned
 
 from .. import clock, journals
@@ -117,7 +117,7 @@ def _records(journal: Journal, run: RunRow, entries: list[Any]) -> Any:
         planned: EntryPlanned = journal.planned(run.run, e.entry)
         applied = journal.applied(run.run, e.entry)
         outcomes = applied.outcomes if applied else [unapplied] * len(planned.keys)
-        details = ([f"→ {t}" for _, t in unpack_rows(planned.payload)] if planned.op == "match"
+        details = ([f"→ {t}" for _, t in unpack_rows(planned.payload)] if planned.op in DECISIONS
                    else [""] * len(planned.keys))
         for key, digest, outcome, detail in zip(planned.keys, planned.hashes, outcomes, details):
             yield (planned.entity, key, planned.op, outcome, detail, digest)
@@ -140,7 +140,7 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
         "at_is": "applied" if h.applied_at else "planned", "planned_at": h.planned_at,
         "applied_at": h.applied_at, "source": h.source, "target": h.target, "op": h.op,
         "outcome": h.outcome, "hash": h.hash, "entity": h.entity, "entry": h.entry, "kind": h.kind,
-        "detail": _detail(journal, h.run, h.entry, h.op, key)} for h in rows]
+        "detail": _detail(journal, h, key)} for h in rows]
     if as_json:
         print(json.dumps({"key": key, "entity": entity or (rows[0].entity if rows else None),
                           "history": history}))
@@ -157,13 +157,21 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
          f"{h['source']} → {h['target']}", h["detail"], h["hash"]) for h in history]))
 
 
-def _detail(journal: Journal, run_id: str, entry: int, op: str, key: str) -> str | None:
-    """What the journal adds to a record's line: for a natural-key match, the target's key."""
-    if op != "match":
-        return None
-    rows = unpack_rows(journal.planned(run_id, entry).payload)
-    return next((f"matched {target!s} in the target" for source, target in rows
-                 if str(source) == key), None)
+def _detail(journal: Journal, h: HistoryRow, key: str) -> str | None:
+    """What the journal adds to a record's line: for a natural-key match, the target's key;
+    for a cloned record, its clone's key; for a clone, the record it was cloned from."""
+    if h.op in DECISIONS:
+        said = "matched {} in the target" if h.op == "match" else "cloned as {}"
+        rows = unpack_rows(journal.planned(h.run, h.entry).payload)
+        return next((said.format(new) for old, new in rows if str(old) == key), None)
+    if h.op == "create" and h.kind == "clone":
+        for e in journal.entries(h.run):
+            if e.op == "clone" and e.entity == h.entity:
+                rows = unpack_rows(journal.planned(h.run, e.entry).payload)
+                found = next((old for old, new in rows if str(new) == key), None)
+                if found is not None:
+                    return f"clone of {found}"
+    return None
 
 
 def _instant_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

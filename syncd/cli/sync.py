@@ -74,13 +74,37 @@ def transfer(ctx: click.Context, /, **kw: Any) -> None:
     run_sync(ctx, "transfer", kw)
 
 
+@cli.command()
+@click.option("-s", "--source", required=True, help="Environment whose records are cloned")
+@click.option("-t", "--target", help="Environment the clones go to (default: the source)")
+@click.option("--entity", required=True, help="Root entity to clone")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="K:OP:V", help="Filter, repeatable (AND)")
+@click.option("-l", "--limit", type=int, help="Max root records")
+@click.option("--include", multiple=True, metavar="ENTITY",
+              help="A child entity cloned with the roots, repeatable (default: the root's children)")
+@click.option("--set", "assign", multiple=True, metavar="FIELD=VALUE",
+              help="Set a field on the cloned roots, repeatable")
+@click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on the cloned roots")
+@click.option("--dry-run", is_flag=True, help="Plan and print; write nothing anywhere")
+@click.option("--plan-only", is_flag=True, help="Journal the plan and stop; `syncd resume RUN` applies it")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before applying")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout")
+@click.option("-v", "--verbose", is_flag=True, help="Per-record tables")
+@click.pass_context
+def clone(ctx: click.Context, /, **kw: Any) -> None:
+    """Clone roots and their children as NEW records under new keys (same or another environment)."""
+    kw["target"] = kw["target"] or kw["source"]
+    run_sync(ctx, "clone", kw | {"update": False, "queue": False})
+
+
 def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
     config = config_of(ctx)
     request = RunRequest.build(
         kind=kind, source=kw["source"], target=kw["target"], entity=kw["entity"],
         filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
         copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
-        update=kw["update"], queued=kw["queue"])
+        update=kw["update"], queued=kw["queue"], include=kw.get("include", ()),
+        set=kw.get("assign", ()))
     if kw["dry_run"] and kw["plan_only"]:
         raise InputError("--dry-run and --plan-only exclude each other")
     if kw["queue"] and not kw["plan_only"]:

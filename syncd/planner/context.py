@@ -5,8 +5,8 @@ the steps: selection, closure, diff, files, emit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
 
 from .. import blobs
 from ..filters import Filter
@@ -38,6 +38,7 @@ class PlanContext:
     transformer: Transformer
     file_workers: int = blobs.DEFAULT_FILE_WORKERS
     target_schema: Schema | None = None  # None in unit tests: rows are then hashed exactly
+    assign: dict[str, Any] = field(default_factory=dict)  # clone: typed --set values for the roots
 
     def target_json_columns(self, entity: str) -> frozenset[str]:
         """The target's JSON columns of `entity`, hashed as canonical JSON (payload.row_hash)."""

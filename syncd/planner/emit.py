@@ -32,6 +32,14 @@ def match_entries(entity: Entity, remaps: dict[Any, Any], size: int = BATCH) -> 
         yield PlannedEntry(entity.name, "match", ["source_key", "target_key"], [p[0] for p in batch], batch)
 
 
+def clone_entries(entity: Entity, new_keys: dict[Any, Any], size: int = BATCH) -> Iterator[PlannedEntry]:
+    """The new keys of cloned records (source key → clone's key), journaled before the clones
+    so `audit` can name a record's clones and a clone's origin."""
+    pairs = [[old, new] for old, new in new_keys.items()]
+    for batch in batches(pairs, size):
+        yield PlannedEntry(entity.name, "clone", ["source_key", "clone_key"], [p[0] for p in batch], batch)
+
+
 def create_entries(entity: Entity, rows: Sequence[Row], json_columns: Collection[str] = (),
                    size: int = BATCH) -> Iterator[PlannedEntry]:
     """`json_columns`: the target's, whose values are hashed as canonical JSON (the applier

@@ -6,7 +6,7 @@ the SQLite adapter runs its work in a worker thread.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ..filters import Filter
 from ..schema import Entity, TableInfo
@@ -55,3 +55,14 @@ class RecordStore(Protocol):
         """Delete-if-present in one transaction; True where a row was deleted."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeyRange(Protocol):
+    """A store that can say its largest integer key, so `clone` can give new records the
+    next free integers above it. SQLite, Postgres and the in-memory store can; the HTTP
+    API cannot, and a clone with integer keys into it is refused."""
+
+    async def max_key(self, entity: Entity) -> int | None:
+        """The largest integer key of the entity's table; None when it holds none."""
+

@@ -254,6 +254,11 @@ class MemoryStore:
         table = self._entity_table(entity)
         return {row[entity.key] for row in self._found(table, keys)}
 
+    async def max_key(self, entity: Entity) -> int | None:
+        await self._ready()
+        keys = [row[entity.key] for row in self._entity_table(entity).rows.values()]
+        return max((k for k in keys if isinstance(k, int) and not isinstance(k, bool)), default=None)
+
     async def match_natural(
         self, entity: Entity, values: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], Any]:

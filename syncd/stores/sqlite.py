@@ -102,6 +102,12 @@ class SqliteStore:
     async def existing_keys(self, entity: Entity, keys: Sequence[Any]) -> set[Any]:
         return await self._run(self._existing, entity, list(keys))
 
+    async def max_key(self, entity: Entity) -> int | None:
+        sql = (f"SELECT MAX({quote(entity.key)}) FROM {quote(entity.name)} "
+               f"WHERE typeof({quote(entity.key)}) = 'integer'")
+        rows = await self._run(self._query, sql, [])
+        return rows[0][0] if rows else None
+
     async def match_natural(
         self, entity: Entity, values: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], Any]:

@@ -187,6 +187,16 @@ class PostgresStore:
                 found.update(r[0] for r in await (await conn.execute(query, [chunk])).fetchall())
         return found
 
+    async def max_key(self, entity: Entity) -> int | None:
+        types = await self._types(entity)
+        if types[entity.key].kind != "int":
+            return None
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.SQL("SELECT max({}) FROM {}").format(
+                sql.Identifier(entity.key), self._table(entity)))
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
     async def match_natural(
         self, entity: Entity, values: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], Any]:
