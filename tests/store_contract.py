@@ -24,7 +24,7 @@ from syncd.config import EntityConfig
 from syncd.errors import PermanentError
 from syncd.filters import parse_filters
 from syncd.schema import Entity, Schema, build_schema
-from syncd.stores.base import KeyRange, RecordStore
+from syncd.stores.base import Atomic, KeyRange, RecordStore
 from syncd.stores.memory import Table
 
 Opener = Callable[[bool], Awaitable[RecordStore]]
@@ -264,6 +264,31 @@ class RecordStoreContract:
         await store.create(sites, ["id", "name"], [[largest + 40, "far"]])
         assert await store.max_key(sites) == largest + 40
         assert await store.max_key(devices) is None  # text keys only
+
+    async def test_count(self, store: RecordStore, sites: Entity) -> None:
+        assert isinstance(store, Atomic)
+        assert await store.count(sites, []) == len(ROWS["sites"])
+        assert await store.count(sites, parse_filters(["region:eq:south"], sites)) == 1
+        assert await store.count(sites, parse_filters(["region:isnull:true"], sites)) == 1
+
+    async def test_atomic_commits_or_rolls_back_everything(self, store: RecordStore, sites: Entity) -> None:
+        """Writes inside atomic() are one transaction; a write's own failure inside it is
+        rolled back alone (a savepoint), and an error leaving the block undoes all of it."""
+        assert isinstance(store, Atomic)
+        name = sites.index("name")
+        async with store.atomic():
+            assert await store.create(sites, ["id", "name"], [[50, "a"]]) == [True]
+            assert await store.create(sites, ["id", "name"], [[50, "dup"], [52, "c"]]) == [False, True]
+            await store.update(sites, [(1, {"name": "X"})])
+            assert await store.count(sites, []) == len(ROWS["sites"]) + 2  # seen inside
+        assert await store.existing_keys(sites, [50, 52]) == {50, 52}
+        with pytest.raises(RuntimeError):
+            async with store.atomic():
+                await store.create(sites, ["id", "name"], [[51, "b"]])
+                await store.update(sites, [(2, {"name": "Y"})])
+                raise RuntimeError("a check failed before the commit")
+        assert await store.existing_keys(sites, [51]) == set()
+        assert [r[name] for r in await store.fetch(sites, [1, 2])] == ["X", "Paris"]
 
     # -- writes ---------------------------------------------------------------------------
 

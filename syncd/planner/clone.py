@@ -9,9 +9,9 @@ they are there already and stay as they are). What is clone's own:
   keys (`KeyAllocator`);
 - references among cloned records point at the clones (the transformer's remaps);
 - `--set FIELD=VALUE` on the cloned roots;
-- children are found only through the reference to the entity that declares them as
-  children (a deployment is cloned with its project, not with a device it shares with
-  another project's deployment);
+- children are found through the reference to the entity that declares them as children
+  (`selection.declared_tree`: a deployment is cloned with its project, not with a device it
+  shares with another project's deployment);
 - a `clone` entry per batch journals source key → new key, so `audit` names a record's
   clones and a clone's origin.
 """
@@ -25,15 +25,15 @@ from typing import Any
 import msgspec
 
 from ..errors import InputError
-from ..filters import Filter
 from ..plan import RecordAction
 from ..records import with_fields
-from ..schema import Column, Entity, Reference, Schema
+from ..schema import Column, Entity, Schema
 from ..stores.base import KeyRange, Row
 from . import emit
 from .context import PlanContext
-from .keys import key_of, sorted_keys
+from .keys import key_of
 from .planner import Planner
+from .selection import declared_tree
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -125,31 +125,7 @@ class ClonePlanner(Planner):
                 await self._emit_clones(self.ctx.schema.entity(name), selected[name], new_keys[name])
 
     async def _select(self, roots: list[Row]) -> dict[str, list[Row]]:
-        """The group's roots and, down the tree, the children of what is selected."""
-        selected = {self.ctx.root.name: roots}
-        for child in self.ctx.tree[1:]:
-            selected[child] = await self._children(self.ctx.schema.entity(child), selected)
-        return selected
-
-    def _links(self, entity: Entity) -> list[Reference]:
-        """How `entity` records are found from the tree: through the reference to an entity
-        that declares it a child, if it has one; else through every reference into the tree
-        (as transfer finds children: a segmentation through its annotation run)."""
-        schema, tree = self.ctx.schema, self.ctx.tree
-        links = schema.link(entity.name, tree)
-        declared = [r for r in links if entity.name in schema.entity(r.target).children]
-        return declared or list(links)
-
-    async def _children(self, entity: Entity, selected: dict[str, list[Row]]) -> list[Row]:
-        found: dict[Any, Row] = {}
-        for ref in self._links(entity):
-            if not selected.get(ref.target):
-                continue
-            parent = self.ctx.schema.entity(ref.target)
-            keys = [key_of(parent, r) for r in selected[ref.target]]
-            rows = await self.ctx.source.select_all(entity, [Filter(ref.field, "in", keys)])
-            found.update((key_of(entity, r), r) for r in rows)
-        return [found[k] for k in sorted_keys(found)]
+        return await declared_tree(self.ctx, roots)
 
     async def _allocate(self, selected: dict[str, list[Row]]) -> dict[str, dict[Any, Any]]:
         """Old key → new key for every selected record; the transformer points references

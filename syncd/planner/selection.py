@@ -8,7 +8,7 @@ from ..filters import Filter
 from ..schema import Entity
 from ..stores.base import Row
 from .context import CHUNK, PlanContext
-from .keys import sorted_keys
+from .keys import key_of, sorted_keys
 
 
 @dataclass
@@ -70,3 +70,26 @@ async def children(ctx: PlanContext, entity: Entity, selected: dict[str, list[Ro
         rows = await ctx.source.select_all(entity, [Filter(ref.field, "in", [r[at] for r in parents])])
         found.update((row[key_at], row) for row in rows)
     return [found[k] for k in sorted_keys(found)]
+
+
+async def declared_tree(ctx: PlanContext, roots: list[Row]) -> dict[str, list[Row]]:
+    """As select_tree, but each child found only through its reference to an entity that
+    declares it a child, when it has one (clone and move: a deployment belongs to its project,
+    not to every project whose device it uses); else through every reference into the tree
+    (a segmentation through its annotation run)."""
+    selected = {ctx.root.name: roots}
+    for child in ctx.tree[1:]:
+        entity = ctx.schema.entity(child)
+        links = ctx.schema.link(child, ctx.tree)
+        declared = [r for r in links if child in ctx.schema.entity(r.target).children]
+        found: dict[Any, Row] = {}
+        for ref in declared or links:
+            if not selected.get(ref.target):
+                continue
+            parent = ctx.schema.entity(ref.target)
+            keys = [key_of(parent, r) for r in selected[ref.target]]
+            rows = await ctx.source.select_all(entity, [Filter(ref.field, "in", keys)])
+            found.update((key_of(entity, r), r) for r in rows)
+        selected[child] = [found[k] for k in sorted_keys(found)]
+    return selected
+

@@ -6,6 +6,7 @@ the SQLite adapter runs its work in a worker thread.
 """
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ..filters import Filter
@@ -65,4 +66,17 @@ class KeyRange(Protocol):
 
     async def max_key(self, entity: Entity) -> int | None:
         """The largest integer key of the entity's table; None when it holds none."""
+
+
+@runtime_checkable
+class Atomic(Protocol):
+    """A store that can run many writes as ONE transaction (`syncd move`): inside `atomic()`
+    every create, update and delete joins it (each as a savepoint), and `count` reads what
+    the transaction sees, so checks run before the commit. An error leaving the block rolls
+    everything back."""
+
+    def atomic(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def count(self, entity: Entity, filters: Sequence[Filter]) -> int:
+        """Rows matching every filter."""
 

@@ -42,8 +42,8 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -258,6 +258,21 @@ class MemoryStore:
         await self._ready()
         keys = [row[entity.key] for row in self._entity_table(entity).rows.values()]
         return max((k for k in keys if isinstance(k, int) and not isinstance(k, bool)), default=None)
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """One transaction: the tables as they were are put back if the block fails."""
+        await self._ready()
+        saved = {name: {k: dict(row) for k, row in t.rows.items()} for name, t in self._tables.items()}
+        try:
+            yield
+        except BaseException:
+            for name, rows in saved.items():
+                self._tables[name].rows = rows
+            raise
+
+    async def count(self, entity: Entity, filters: Sequence[Filter]) -> int:
+        return len(await self.select_all(entity, filters))
 
     async def match_natural(
         self, entity: Entity, values: Sequence[tuple[Any, ...]]

@@ -11,6 +11,8 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -108,6 +110,22 @@ class SqliteStore:
         rows = await self._run(self._query, sql, [])
         return rows[0][0] if rows else None
 
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        await self._run(self._conn.execute, "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self._run(self._conn.execute, "ROLLBACK")
+            raise
+        await self._run(self._conn.execute, "COMMIT")
+
+    async def count(self, entity: Entity, filters: Sequence[Filter]) -> int:
+        where, params = to_sql(filters, entity)
+        sql = f"SELECT COUNT(*) FROM {quote(entity.name)}" + (f" WHERE {where}" if where else "")
+        rows = await self._run(self._query, sql, params)
+        return int(rows[0][0])
+
     async def match_natural(
         self, entity: Entity, values: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], Any]:
@@ -176,16 +194,25 @@ class SqliteStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error: one transaction per entry."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error: one transaction per entry; inside
+    `atomic()` (a transaction already open) a savepoint instead, so the entry's own rollback
+    leaves the rest of the outer transaction alone."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._nested = False
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._nested = self._conn.in_transaction
+        self._conn.execute("SAVEPOINT syncd_entry" if self._nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if not self._nested:
+            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            return
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK TO syncd_entry")
+        self._conn.execute("RELEASE syncd_entry")
 
 
 def _cols(columns: Sequence[str]) -> str:

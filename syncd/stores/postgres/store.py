@@ -46,6 +46,7 @@ class PostgresStore:
         self.readonly = readonly
         self._kwargs = _connect_kwargs(url, password, readonly)
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._pinned: psycopg.AsyncConnection[Any] | None = None  # atomic()'s connection
         self._columns: dict[str, dict[str, PgColumn]] = {}
         self._sequences: dict[str, str | None] = {}
 
@@ -80,6 +81,9 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._pinned is not None:  # inside atomic(): everything on its connection
+            yield self._pinned
+            return
         pool = await self._open()
         try:
             async with pool.connection() as conn:
@@ -93,6 +97,26 @@ class PostgresStore:
             raise PermanentError(f"environment '{self.name}' is opened read-only")
         async with self._conn() as conn, conn.transaction():
             yield conn
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """One transaction on one connection; each write's own transaction() nests in it as
+        a savepoint (psycopg does that for a transaction block inside another)."""
+        async with self._transaction() as conn:
+            self._pinned = conn
+            try:
+                yield
+            finally:
+                self._pinned = None
+
+    async def count(self, entity: Entity, filters: Sequence[Filter]) -> int:
+        types = await self._types(entity)
+        clause, params = where(filters, entity, types)
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+                self._table(entity), clause), params)
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
 
     async def close(self) -> None:
         if self._pool is not None:
