@@ -65,7 +65,7 @@ async def _context(config: Config, request: RunRequest, source: RecordStore,
         if request.kind != "transfer":
             raise InputError("--entity is required for copy")
         root = schema.entity(schema.root())
-    tree = (schema.tree(root.name) if request.kind == "transfer"
+    tree = (schema.tree(root.name) if request.kind in ("transfer", "move")
             else clone_tree(schema, root, request.include) if request.kind == "clone"
             else (root.name,))
     target_schema = await load_schema(config, target)
@@ -77,7 +77,9 @@ async def _context(config: Config, request: RunRequest, source: RecordStore,
         env = config.environment(request.target)
         rewriter = BlobRewriter(request.target, request.source, env.blob_map, request.target_bucket)
     transformer = Transformer(clear=clear, clear_entity=root.name, rewriter=rewriter)
-    assign = typed_assignments(target_schema.entity(root.name), request.set)
+    # --set: on the cloned roots, or on a move's new scope record
+    assigned = request.to.partition(":")[0] if request.kind == "move" and request.to else root.name
+    assign = typed_assignments(target_schema.entity(assigned), request.set)
     return PlanContext(request, source, target, schema, root,
                        parse_filters(request.filters, root), tree, transformer,
                        target_schema=target_schema, assign=assign)

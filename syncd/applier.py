@@ -22,11 +22,12 @@ from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
 from . import blobs, failpoints
 from .clock import now
-from .errors import RunStateError, StoreError, TransientError
+from .errors import PermanentError, RunStateError, StoreError, TransientError
+from .filters import Filter
 from .payload import json_positions, row_hash, unpack_rows
 from .retry import RETRIES, backoff
 from .schema import Entity, Schema
-from .stores.base import RecordStore
+from .stores.base import Atomic, RecordStore
 from .tasks import task_group
 
 log = logging.getLogger("syncd.applier")
@@ -53,6 +54,10 @@ class Progress:
     on_file: Callable[[int, bool], None] = lambda nbytes, ok: None  # one file done (ok: not failed)
 
 
+class MoveRolledBack(Exception):
+    """A move's entry or check failed inside its transaction: all of it is rolled back."""
+
+
 class Applier:
     def __init__(self, journal: Journal, run_id: str, target: RecordStore, schema: Schema,
                  *, stopping: Callable[[], bool] = lambda: False, progress: Progress | None = None,
@@ -75,16 +80,19 @@ class Applier:
             raise RunStateError(f"run {self.run_id} is {run.status}; it cannot be applied again")
         todo = list(self.journal.entries(self.run_id, states=TODO_STATES))
         self._resuming = run.attempts > 0  # an earlier attempt may have written pending entries
-        self._clone = run.kind == "clone"  # every row must be created: its key was chosen new
+        self._clone = run.kind in ("clone", "move")  # every row created: its key was chosen new
         self.progress.on_start(sum(e.records for e in todo if e.op != "copy"),
                                sum(e.records for e in todo if e.op == "copy"))
         await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
         result = ApplyResult("completed")
-        async with task_group() as tasks:
-            send, receive = anyio.create_memory_object_stream[Loaded](READ_AHEAD)
-            tasks.start_soon(self._read_ahead, todo, send)
-            await self._apply_all(receive, result)
-            tasks.cancel_scope.cancel()  # stopped early: the reader may still be waiting
+        if run.kind == "move":  # one target transaction for the whole plan
+            await self._apply_atomic(todo, run.summary.get("move") or {}, result)
+        else:
+            async with task_group() as tasks:
+                send, receive = anyio.create_memory_object_stream[Loaded](READ_AHEAD)
+                tasks.start_soon(self._read_ahead, todo, send)
+                await self._apply_all(receive, result)
+                tasks.cancel_scope.cancel()  # stopped early: the reader may still be waiting
         await self._append(RunFinished(run=self.run_id, at=now(), status=result.status,
                                        error="; ".join(result.failures[:3]) or None))
         return result
@@ -126,6 +134,53 @@ class Applier:
         entry = self.journal.planned(self.run_id, row.entry)
         return row, entry, unpack_rows(entry.payload)
 
+    async def _apply_atomic(self, todo: list[EntryRow], move: dict[str, Any], result: ApplyResult) -> None:
+        """Every entry in ONE target transaction, then the plan's checks (counts per scope,
+        no moved record or its parents left in the old scope) before the commit; a failed
+        entry or check rolls all of it back and fails every entry, naming the cause. The
+        outcomes are journaled after the commit: a crash in between leaves them pending, and
+        resume applies the (idempotent) entries again, the checks then passing as planned."""
+        target = self.target
+        if not isinstance(target, Atomic):
+            raise PermanentError(f"{target.name} cannot apply a move in one transaction")
+        outcomes: list[EntryApplied] = []
+        try:
+            async with target.atomic():
+                for row in todo:
+                    entry, rows = self._load(row)[1:]
+                    applied = (self._outcome(entry, "done", ["skipped"] * len(rows), None, 0)
+                               if entry.op in DECISIONS else await self._apply(entry, rows))
+                    if applied.state == "failed":
+                        raise MoveRolledBack(f"{entry.entity} entry {entry.entry}: {applied.error}")
+                    outcomes.append(applied)
+                for check in move.get("checks", []):
+                    await self._check(target, check)
+                failpoints.hit("store.before-commit")
+        except MoveRolledBack as exc:
+            reason = f"rolled back, nothing of the move was written: {exc}"
+            outcomes = [EntryApplied(run=self.run_id, at=now(), entry=row.entry, state="failed",
+                                     outcomes=["failed"] * row.records, error=reason, retries=0)
+                        for row in todo]
+            result.status = "failed"
+            result.failures.append(reason)
+        failpoints.hit("apply.after-effect")
+        for row, applied in zip(todo, outcomes):
+            await self._append(applied, durable=False)
+            self.progress.on_entry(row.entity, row.records)
+
+    async def _check(self, target: Atomic, check: dict[str, Any]) -> None:
+        entity = self.schema.entity(check["entity"])
+        filters = [Filter(entity.field(check["field"]), "eq", check["value"])]
+        if "keys" in check:
+            filters.append(Filter(entity.field(entity.key), "in", check["keys"]))
+        found = await target.count(entity, filters)
+        if found != check["count"]:
+            what = (f"{check['referenced_by']} records point at {found} {entity.name} left in "
+                    f"{check['field']} = {check['value']}" if "keys" in check
+                    else f"{entity.name} with {check['field']} = {check['value']}: {found}, "
+                         f"planned {check['count']}")
+            raise MoveRolledBack(f"check failed: {what}")
+
     async def _apply(self, entry: EntryPlanned, rows: list[list[Any]]) -> EntryApplied:
         if entry.op == "copy":
             return await self._copy_files(entry, rows)
@@ -140,7 +195,7 @@ class Applier:
                     if self._clone and "skipped" in outcomes:
                         return self._taken(entry, outcomes, retries)
                 else:
-                    flags = await self.target.update(entity, [(k, f) for k, f in rows])
+                    flags = await self.target.update(entity, [(r[0], r[1]) for r in rows])  # r[2]: a before-image
                     outcomes = ["updated" if f else "skipped" for f in flags]
                 return self._outcome(entry, "done", outcomes, None, retries)
             except TransientError as exc:

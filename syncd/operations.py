@@ -21,6 +21,7 @@ from .locks import hold_run_lock
 from .plan import PlanSummary, RecordAction
 from .planner import PlanContext, PlanSink, Planner
 from .planner.clone import ClonePlanner
+from .planner.move import MovePlanner
 from .request import RunRequest
 from .tasks import task_group
 
@@ -34,9 +35,10 @@ class Planned:
 
 
 def planner_for(ctx: PlanContext, sink: PlanSink, **options: Any) -> Planner:
-    """The planner of the request's kind: clone's makes new records; copy and transfer's
-    bring records over as they are."""
-    return (ClonePlanner if ctx.request.kind == "clone" else Planner)(ctx, sink, **options)
+    """The planner of the request's kind: clone's makes new records, move's re-scopes
+    records in place; copy and transfer's bring records over as they are."""
+    kinds: dict[str, type[Planner]] = {"clone": ClonePlanner, "move": MovePlanner}
+    return kinds.get(ctx.request.kind, Planner)(ctx, sink, **options)
 
 
 async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = False,

@@ -47,6 +47,9 @@ class PlanSummary:
     # (column, key) order), or None when nothing was selected. The job's mark moves here
     # once the run completes.
     mark: dict[str, Any] | None = None
+    # syncd move: the scope, counts per entity before and after, and the checks the applier
+    # runs inside its one transaction before it commits (planner/move.py)
+    move: dict[str, Any] | None = None
 
     def existing(self) -> int:
         """Records and files the plan found already in the target: no entry writes them."""
@@ -59,14 +62,15 @@ class PlanSummary:
         # "order" keeps dependency order through the journal's canonical (key-sorted) encoding.
         data: dict[str, Any] = {"entities": {k: asdict(v) for k, v in self.entities.items()},
                 "files": asdict(self.files), "order": list(self.entities)}
-        return data | ({"mark": self.mark} if self.mark is not None else {})
+        data |= {"mark": self.mark} if self.mark is not None else {}
+        return data | ({"move": self.move} if self.move is not None else {})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PlanSummary":
         entities = data.get("entities", {})
         order = data.get("order") or list(entities)
         return cls({k: EntityCounts(**entities[k]) for k in order}, FileCounts(**data.get("files", {})),
-                   data.get("mark"))
+                   data.get("mark"), data.get("move"))
 
 
 @dataclass

@@ -49,6 +49,19 @@ def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: 
     return table
 
 
+def move_table(move: dict[str, Any]) -> Table:
+    """Per entity with a scope: its records in the old and the new scope, before and after."""
+    old, new = f"{move['scope']} {move['from']}", f"{move['scope']} {move['to']}" + (" (new)" if move["new"] else "")
+    table = Table(title=f"Move: {old} → {new}", box=box.HEAVY_HEAD, title_justify="left")
+    for h in ("Entity", f"In {old}: before", "after", f"In {new}: before", "after", "Moved",
+              "Cloned", "Reassigned"):
+        table.add_column(h, justify="left" if h == "Entity" else "right")
+    for name, c in move["entities"].items():
+        table.add_row(name, *map(str, (c["old_before"], c["old_after"], c["new_before"], c["new_after"],
+                                       c["moved"], c["cloned"], c["reassigned"])))
+    return table
+
+
 def files_line(summary: PlanSummary) -> str:
     f = summary.files
     line = f"Files to copy: {f.copy} (already in target: {f.existing})"

@@ -16,7 +16,7 @@ import msgspec
 
 from .errors import InputError
 
-Kind = Literal["copy", "transfer", "clone"]
+Kind = Literal["copy", "transfer", "clone", "move"]
 
 
 class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -37,17 +37,21 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # FIELD=VALUE set on the cloned roots
     include: tuple[str, ...] = ()
     set: tuple[str, ...] = ()
+    # move: SCOPE_ENTITY:KEY or SCOPE_ENTITY:new, the scope the selection moves to
+    to: str | None = None
 
     def problems(self) -> dict[str, str]:
         """Field → what is wrong with it, for every rule that is not about types."""
-        clone = self.kind == "clone"
+        clone, move = self.kind == "clone", self.kind == "move"
         rules = {
             "target": "the same environment as source"
-            if self.target == self.source and not clone else None,
+            if self.target == self.source and not (clone or move) else None,
+            "to": "move needs --to SCOPE_ENTITY:KEY|new" if move and not self.to
+            else "only move has --to" if self.to and not move else None,
             "entity": f"required for {self.kind}" if self.kind != "transfer" and not self.entity else None,
             "include": "only clone includes children" if self.include and not clone else None,
-            "set": "only clone sets fields" if self.set and not clone else None,
-            "update": "clone only creates (new records under new keys)" if self.update and clone else None,
+            "set": "only clone and move set fields" if self.set and not (clone or move) else None,
+            "update": f"{self.kind} does not take --update" if self.update and (clone or move) else None,
             "limit": "must be 1 or more" if self.limit is not None and self.limit < 1 else None,
             "copy_files": "only transfer copies files" if self.copy_files and self.kind != "transfer" else None,
             "target_bucket": "needs copy_files (--copy-files): without it no file is copied"

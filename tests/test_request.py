@@ -32,7 +32,7 @@ def test_cli_and_job_build_the_same_request() -> None:
     ({"kind": "copy", "entity": None, "copy_files": False, "target_bucket": None}, "--entity", "required for copy"),
     ({"kind": "copy"}, "--copy-files", "only transfer"),
     ({"copy_files": False}, "--target-bucket", "needs copy_files"),
-    ({"kind": "move"}, "--kind", "Invalid enum value 'move'"),
+    ({"kind": "merge"}, "--kind", "Invalid enum value 'merge'"),
 ])
 def test_the_rules_hold_for_every_builder(change: dict[str, object], option: str, problem: str) -> None:
     with pytest.raises(InputError) as cli_error:

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("sync", "Transfer roots with their children, parents and (optionally) files."),
     "resume": ("sync", "Apply what RUN has not applied yet."),
     "cancel": ("sync", "Abandon RUN: it is never applied further (what it applied stays)."),
+    "move": ("sync", "Move roots and everything below them to another scope, in one transaction with checks."),
     "clone": ("sync", "Clone roots and their children as NEW records under new keys (same or another environment)."),
     "runs": ("history", "Runs, newest first: id, kind, source → target, status, record counts, start time."),
     "show": ("history", "The plan of RUN and its progress per entity (per record with -v)."),

@@ -33,24 +33,33 @@ file_workers_option = click.option(
     help="Files checked and copied at once")
 
 
-def sync_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def run_options(*first: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every planning command has (selection, dry run, plan only, prompt, output),
+    after the command's own `first` ones."""
     options = [
-        click.option("-s", "--source", required=True, help="Source environment"),
-        click.option("-t", "--target", required=True, help="Target environment"),
+        *first,
         click.option("-f", "--filter", "filters", multiple=True, metavar="K:OP:V", help="Filter, repeatable (AND)"),
         click.option("-l", "--limit", type=int, help="Max root records"),
-        click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on copied records"),
-        click.option("--update", is_flag=True, help="Patch existing records whose fields differ"),
         click.option("--dry-run", is_flag=True, help="Plan and print; write nothing anywhere"),
         click.option("--plan-only", is_flag=True, help="Journal the plan and stop; `syncd resume RUN` applies it"),
-        click.option("--queue", is_flag=True, help="With --plan-only: a running `syncd daemon` applies the run"),
         click.option("-y", "--yes", is_flag=True, help="Do not ask before applying"),
         click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout"),
         click.option("-v", "--verbose", is_flag=True, help="Per-record tables"),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+sync_options = run_options(
+    click.option("-s", "--source", required=True, help="Source environment"),
+    click.option("-t", "--target", required=True, help="Target environment"),
+    click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on copied records"),
+    click.option("--update", is_flag=True, help="Patch existing records whose fields differ"),
+    click.option("--queue", is_flag=True, help="With --plan-only: a running `syncd daemon` applies the run"))
 
 
 @cli.command()
@@ -75,26 +84,36 @@ def transfer(ctx: click.Context, /, **kw: Any) -> None:
 
 
 @cli.command()
-@click.option("-s", "--source", required=True, help="Environment whose records are cloned")
-@click.option("-t", "--target", help="Environment the clones go to (default: the source)")
-@click.option("--entity", required=True, help="Root entity to clone")
-@click.option("-f", "--filter", "filters", multiple=True, metavar="K:OP:V", help="Filter, repeatable (AND)")
-@click.option("-l", "--limit", type=int, help="Max root records")
-@click.option("--include", multiple=True, metavar="ENTITY",
-              help="A child entity cloned with the roots, repeatable (default: the root's children)")
-@click.option("--set", "assign", multiple=True, metavar="FIELD=VALUE",
-              help="Set a field on the cloned roots, repeatable")
-@click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on the cloned roots")
-@click.option("--dry-run", is_flag=True, help="Plan and print; write nothing anywhere")
-@click.option("--plan-only", is_flag=True, help="Journal the plan and stop; `syncd resume RUN` applies it")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask before applying")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout")
-@click.option("-v", "--verbose", is_flag=True, help="Per-record tables")
+@run_options(
+    click.option("-s", "--source", required=True, help="Environment whose records are cloned"),
+    click.option("-t", "--target", help="Environment the clones go to (default: the source)"),
+    click.option("--entity", required=True, help="Root entity to clone"),
+    click.option("--include", multiple=True, metavar="ENTITY",
+                 help="A child entity cloned with the roots, repeatable (default: the root's children)"),
+    click.option("--set", "assign", multiple=True, metavar="FIELD=VALUE",
+                 help="Set a field on the cloned roots, repeatable"),
+    click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on the cloned roots"))
 @click.pass_context
 def clone(ctx: click.Context, /, **kw: Any) -> None:
     """Clone roots and their children as NEW records under new keys (same or another environment)."""
     kw["target"] = kw["target"] or kw["source"]
     run_sync(ctx, "clone", kw | {"update": False, "queue": False})
+
+
+@cli.command()
+@run_options(
+    click.option("-e", "--env", required=True, help="The environment whose records move"),
+    click.option("--entity", required=True, help="Root entity of the records that move"),
+    click.option("--to", required=True, metavar="SCOPE:KEY|SCOPE:new",
+                 help="The scope record they move to (e.g. projects:7), or a new one (projects:new)"),
+    click.option("--set", "assign", multiple=True, metavar="FIELD=VALUE",
+                 help="With SCOPE:new, a field of the new scope record, repeatable"))
+@click.pass_context
+def move(ctx: click.Context, /, **kw: Any) -> None:
+    """Move roots and everything below them to another scope, in one transaction with checks."""
+    env = kw.pop("env")
+    run_sync(ctx, "move", kw | {"source": env, "target": env, "clear": (), "update": False,
+                                "queue": False})
 
 
 def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
@@ -104,7 +123,7 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
         filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
         copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
         update=kw["update"], queued=kw["queue"], include=kw.get("include", ()),
-        set=kw.get("assign", ()))
+        set=kw.get("assign", ()), to=kw.get("to"))
     if kw["dry_run"] and kw["plan_only"]:
         raise InputError("--dry-run and --plan-only exclude each other")
     if kw["queue"] and not kw["plan_only"]:
@@ -140,7 +159,9 @@ async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: boo
 def show_plan(planned: ops.Planned, title: str, schema: Any, request: RunRequest,
               verbose: bool, as_json: bool) -> None:
     console = err if as_json else out
-    console.print(render.plan_table(planned.summary, title, schema, request.update))
+    console.print(render.plan_table(planned.summary, title, schema, request.update or request.kind == "move"))
+    if planned.summary.move:
+        console.print(render.move_table(planned.summary.move))
     if request.copy_files:
         console.print(render.files_line(planned.summary))
     if verbose and planned.actions:

@@ -3,7 +3,7 @@ copies first, then each entity in schema order, self-referencing rows after the 
 point at), at most BATCH rows each."""
 from __future__ import annotations
 
-from typing import Any, Collection, Iterator, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
 from ..errors import SchemaError
 from ..payload import json_positions
@@ -50,10 +50,14 @@ def create_entries(entity: Entity, rows: Sequence[Row], json_columns: Collection
         yield PlannedEntry(entity.name, "create", columns, [r[at] for r in batch], batch, json_at)
 
 
-def update_entries(entity: Entity, patches: Sequence[Patch], size: int = BATCH) -> Iterator[PlannedEntry]:
+def update_entries(entity: Entity, patches: Sequence[Patch], before: Mapping[Any, dict[str, Any]] | None = None,
+                   size: int = BATCH) -> Iterator[PlannedEntry]:
+    """Rows [key, fields], or [key, fields, before] with the before-image of those fields
+    (the values they had when planned) where the planner knows it: what a revert puts back."""
+    columns = ["key", "fields"] if before is None else ["key", "fields", "before"]
     for batch in batches(patches, size):
-        yield PlannedEntry(entity.name, "update", ["key", "fields"],
-                           [k for k, _ in batch], [[k, f] for k, f in batch])
+        rows = [[k, f] if before is None else [k, f, before[k]] for k, f in batch]
+        yield PlannedEntry(entity.name, "update", columns, [k for k, _ in batch], rows)
 
 
 def order_self_references(entity: Entity, rows: list[Row]) -> list[Row]:

@@ -82,7 +82,10 @@ class PostgresStore:
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._pinned is not None:  # inside atomic(): everything on its connection
-            yield self._pinned
+            try:
+                yield self._pinned
+            except psycopg.Error as exc:
+                raise _mapped(exc) from exc
             return
         pool = await self._open()
         try:
