@@ -75,6 +75,11 @@ class JobConfig(RunSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
     cron: str | None = None  # "0 3 * * *", in `timezone`
     timezone: str = "UTC"
 
+    def problems(self) -> dict[str, str]:
+        if self.kind not in ("copy", "transfer"):  # a schedule would clone or move again and again
+            return {"kind": "a job copies or transfers; clone and move are run by hand"}
+        return super().problems()
+
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)

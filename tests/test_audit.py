@@ -10,7 +10,7 @@ from freezegun import freeze_time
 
 from conftest import run
 from test_copy import ids
-from syncd.payload import row_hash
+from syncd.payload import json_positions, row_hash
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--yes", "--json")
 
@@ -33,8 +33,12 @@ def test_audit_lists_every_operation_on_a_record(world) -> None:
     for h in history:
         assert h["source"] == "prod" and h["target"] == "dev" and h["at"].endswith("Z")
         assert len(h["hash"]) == 32
-    # the create's hash is the hash of exactly the row that was written
-    assert history[0]["hash"] == row_hash(list(written))
+    # the create's hash is the hash of exactly the row that was written, its JSON columns
+    # (collection_meta, storage_meta) taken as canonical JSON
+    with sqlite3.connect(world.dev_db) as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(videos)")]
+    assert history[0]["hash"] == row_hash(list(written), json_positions(columns, {"collection_meta", "storage_meta"}))
+    assert history[0]["hash"] != row_hash(list(written))
 
 
 def test_audit_of_unknown_key_is_empty(world) -> None:
