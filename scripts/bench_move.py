@@ -19,6 +19,7 @@ copies end equal. Not a test: numbers only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -76,6 +78,14 @@ def moved_rows(db: Path, moved: list[int]) -> int:
     return int(total)
 
 
+def scopes(db: Path, table: str) -> list[tuple[object, ...]]:
+    """(id, project_id): what both methods must agree on. syncd also clones the device that
+    project 1's staying deployment shares with the moved ones (the hand-written UPDATEs do
+    not), so the moved deployments' device_id differs by design."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT id, project_id FROM {table} ORDER BY id").fetchall()
+
+
 def by_hand(db: Path, moved: list[int]) -> float:
     marks = ",".join(map(str, moved))
     started = time.perf_counter()
@@ -103,6 +113,15 @@ def by_syncd(root: Path, moved: list[int]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss * 1024
 
 
+def phase_seconds(root: Path) -> tuple[float, float]:
+    """(planning, applying) seconds from the journal's times of the run."""
+    out = subprocess.run([str(SYNCD), "--config", str(root / "syncd.toml"), "runs", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    run = json.loads(out)[0]
+    at = [datetime.fromisoformat(run[k].replace("Z", "+00:00")) for k in ("started_at", "sealed_at", "finished_at")]
+    return (at[1] - at[0]).total_seconds(), (at[2] - at[1]).total_seconds()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="about this many rows in the world")
@@ -119,12 +138,14 @@ def main() -> int:
         rows = moved_rows(base / "prod.db", moved)
         hand_s = by_hand(hand / "prod.db", moved)
         syncd_s, rss = by_syncd(tool, moved)
-        same = all(antenna.rows(hand / "prod.db", t) == antenna.rows(tool / "prod.db", t) for t in TABLES)
+        phases = phase_seconds(tool)
+        same = all(scopes(hand / "prod.db", t) == scopes(tool / "prod.db", t) for t in TABLES)
     print(f"\n{'method':<34} {'rows moved':>10} {'seconds':>8} {'rows/s':>10} {'÷ by hand':>9} {'peak RSS':>9}")
     print(f"{'UPDATE … WHERE deployment_id IN':<34} {rows:>10,} {hand_s:>8.2f} {rows / hand_s:>10,.0f} {1:>9.2f} {'-':>9}")
     print(f"{'syncd move (plan, journal, apply)':<34} {rows:>10,} {syncd_s:>8.2f} {rows / syncd_s:>10,.0f}"
           f" {syncd_s / hand_s:>9.2f} {rss / MIB:>6.0f} MiB")
-    print(f"targets equal: {same}")
+    print(f"syncd's phases: planning {phases[0]:.2f} s, applying {phases[1]:.2f} s")
+    print(f"scopes equal: {same}")
     return 0 if same else 1
 
 

@@ -176,12 +176,25 @@ class SqliteStore:
         return [r[key_at] not in present for r in rows]
 
     def _update(self, entity: Entity, patches: Sequence[Patch]) -> list[bool]:
-        changed = []
+        """Patches that set the same values (a move's `project_id = 7` on thousands of rows)
+        go as one `UPDATE … WHERE key IN (…)`: the row work stays in SQLite."""
+        groups: dict[Any, list[int]] = {}
+        for i, (_, fields) in enumerate(patches):
+            try:
+                groups.setdefault(tuple(fields.items()), []).append(i)
+            except TypeError:  # an unhashable value: its own group
+                groups[("row", i)] = [i]
+        changed = [False] * len(patches)
         with self._transaction():
-            for key, fields in patches:
+            for members in groups.values():
+                fields = patches[members[0]][1]
+                keys = [patches[i][0] for i in members]
+                present = self._existing(entity, keys) if len(keys) > 1 else set(keys)
                 sets = ", ".join(f"{quote(c)} = ?" for c in fields)
-                sql = f"UPDATE {quote(entity.name)} SET {sets} WHERE {quote(entity.key)} = ?"
-                changed.append(self._conn.execute(sql, [*fields.values(), key]).rowcount > 0)
+                sql = f"UPDATE {quote(entity.name)} SET {sets} WHERE {quote(entity.key)} {_KEYS_IN}"
+                count = self._conn.execute(sql, [*fields.values(), _json.encode(keys)]).rowcount
+                for i in members:
+                    changed[i] = count > 0 and patches[i][0] in present
         return changed
 
     def _delete(self, entity: Entity, keys: list[Any]) -> list[bool]:
