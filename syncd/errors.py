@@ -4,7 +4,9 @@ SyncdError
 ├── InputError            bad input or config; the CLI prints one line and exits 2, nothing written
 │   ├── ConfigError       syncd.toml unreadable, malformed, unknown key, bad value
 │   ├── SchemaError       unknown entity or field, unsupported table shape, reference cycle
-│   └── FilterError       malformed filter, unknown op, value of the wrong type
+│   ├── FilterError       malformed filter, unknown op, value of the wrong type
+│   ├── ArchiveError      an archive that is not one, broken or hostile (syncd/archive/)
+│   └── ConflictError     an import found records that differ from the target's (exit 1)
 ├── StoreError            a record or blob store failed while working
 │   ├── TransientError    worth retrying (locked database, connection reset, timeout)
 │   ├── PermanentError    retrying will not help (constraint violated, trigger refused)
@@ -35,6 +37,20 @@ class SchemaError(InputError):
 
 class FilterError(InputError):
     pass
+
+
+class ArchiveError(InputError):
+    """The file is not a syncd archive, is damaged, or is hostile (path traversal, a member
+    whose size or sha256 is not the manifest's, a zip bomb): nothing is read further."""
+
+
+class ConflictError(InputError):
+    """`import --on-conflict error` found target records with other content: they are listed,
+    nothing is written, and the CLI exits 1 (the input is fine; the environments disagree)."""
+
+    def __init__(self, message: str, conflicts: list[str]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
 
 
 class StoreError(SyncdError):
