@@ -21,6 +21,7 @@ from .events import (
     EntryApplied,
     EntryPlanned,
     Event,
+    ArchiveWritten,
     MarkAdvanced,
     PlanSealed,
     RunCancelled,
@@ -40,7 +41,7 @@ __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
     "DECISIONS", "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "Head", "HistoryRow",
     "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
-    "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
+    "ArchiveWritten", "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",
     "open_journal", "parse_head",
 ]

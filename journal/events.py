@@ -77,8 +77,17 @@ class MarkAdvanced(Event, frozen=True):
     key: Any
 
 
+class ArchiveWritten(Event, frozen=True):
+    """A completed export (or backup) run's archive is written and verified: where, and the
+    sha256 of the whole file, so `audit` can say which archive a record went into."""
+
+    path: str
+    sha256: str
+    size: int
+
+
 AnyEvent = (RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
-            | RunCancelled | MarkAdvanced)
+            | RunCancelled | MarkAdvanced | ArchiveWritten)
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
 _decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from .events import (
-    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunFinished,
+    AnyEvent, ApplyStarted, ArchiveWritten, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunFinished,
     RunStarted,
 )
 from .states import OUTCOMES
@@ -45,8 +45,8 @@ def _run_started(conn: sqlite3.Connection, seq: int, ev: RunStarted) -> None:
 def _entry_planned(conn: sqlite3.Connection, seq: int, ev: EntryPlanned) -> None:
     conn.execute(
         "INSERT INTO entries (run, entry, entity, op, records, state, error, created, skipped,"
-        " updated, failed, retries, planned_at, applied_at, planned_seq, applied_seq, outcomes)"
-        " VALUES (?, ?, ?, ?, ?, 'pending', NULL, 0, 0, 0, 0, 0, ?, NULL, ?, NULL, NULL)",
+        " updated, failed, deleted, retries, planned_at, applied_at, planned_seq, applied_seq, outcomes)"
+        " VALUES (?, ?, ?, ?, ?, 'pending', NULL, 0, 0, 0, 0, 0, 0, ?, NULL, ?, NULL, NULL)",
         (ev.run, ev.entry, ev.entity, ev.op, len(ev.keys), ev.at, seq),
     )
     conn.execute("UPDATE runs SET entries = entries + 1 WHERE run = ?", (ev.run,))
@@ -75,7 +75,7 @@ def _entry_applied(conn: sqlite3.Connection, seq: int, ev: EntryApplied) -> None
     counts = Counter(ev.outcomes)
     conn.execute(
         "UPDATE entries SET state = ?, error = ?, created = ?, skipped = ?, updated = ?,"
-        " failed = ?, retries = ?, applied_at = ?, applied_seq = ?, outcomes = ?"
+        " failed = ?, deleted = ?, retries = ?, applied_at = ?, applied_seq = ?, outcomes = ?"
         " WHERE run = ? AND entry = ?",
         (ev.state, ev.error, *(counts[o] for o in OUTCOMES), ev.retries, ev.at, seq,
          _msgpack.encode(ev.outcomes), ev.run, ev.entry),
@@ -105,6 +105,13 @@ def _mark_advanced(conn: sqlite3.Connection, seq: int, ev: MarkAdvanced) -> None
     )
 
 
+def _archive_written(conn: sqlite3.Connection, seq: int, ev: ArchiveWritten) -> None:
+    # The run's summary says which file it wrote: `runs --json`, `show` and `audit` read it.
+    archive = to_json({"path": ev.path, "sha256": ev.sha256, "size": ev.size, "at": ev.at})
+    conn.execute("UPDATE runs SET summary = json_set(summary, '$.archive', json(?)) WHERE run = ?",
+                 (archive, ev.run))
+
+
 _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
     RunStarted: _run_started,
     EntryPlanned: _entry_planned,
@@ -114,6 +121,7 @@ _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
     RunFinished: _run_finished,
     RunCancelled: _run_cancelled,
     MarkAdvanced: _mark_advanced,
+    ArchiveWritten: _archive_written,
 }
 
 

@@ -20,13 +20,13 @@ _RUN_SELECT = """
 SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.sealed_at,
        r.finished_at, r.entries, r.summary, r.attempts, r.error,
        COALESCE(SUM(e.created), 0), COALESCE(SUM(e.skipped), 0),
-       COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0),
+       COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0), COALESCE(SUM(e.deleted), 0),
        COALESCE(SUM(CASE WHEN e.op IN ('match', 'clone') THEN e.skipped END), 0)
 FROM runs r LEFT JOIN entries e ON e.run = r.run
 """
 
 _ENTRY_COLUMNS = (
-    "run, entry, entity, op, records, state, error, created, skipped, updated, failed, retries,"
+    "run, entry, entity, op, records, state, error, created, skipped, updated, failed, deleted, retries,"
     " planned_at, applied_at"
 )
 
@@ -44,13 +44,13 @@ _outcomes = msgspec.msgpack.Decoder(list[Outcome])
 
 
 def _run_row(row: tuple[Any, ...]) -> RunRow:
-    counts = dict(zip(OUTCOMES, row[13:17]))
+    counts = dict(zip(OUTCOMES, row[13:18]))
     return RunRow(
         run=row[0], kind=row[1], source=row[2], target=row[3],
         options=msgspec.json.decode(row[4]), status=row[5], started_at=row[6],
         sealed_at=row[7], finished_at=row[8], entries=row[9],
         summary=msgspec.json.decode(row[10]), attempts=row[11], counts=counts, error=row[12],
-        matched=row[17],
+        matched=row[18],
     )
 
 

@@ -64,6 +64,7 @@ class EntryRow(msgspec.Struct, frozen=True):
     skipped: int
     updated: int
     failed: int
+    deleted: int
     retries: int
     planned_at: str
     applied_at: str | None

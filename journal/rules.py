@@ -9,7 +9,7 @@ import sqlite3
 
 from .errors import RejectedEvent
 from .events import (
-    AnyEvent, ApplyStarted, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunStarted,
+    AnyEvent, ApplyStarted, ArchiveWritten, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunStarted,
     type_name,
 )
 
@@ -37,6 +37,8 @@ def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
         _check_applied(conn, event)
     elif isinstance(event, MarkAdvanced):
         _check_mark(conn, event)
+    elif isinstance(event, ArchiveWritten) and run[2] != "completed":
+        raise RejectedEvent(f"run {event.run!r} is {run[2]}: only a completed export wrote an archive")
 
 
 def _check_planned(conn: sqlite3.Connection, event: EntryPlanned, sealed: bool) -> None:

@@ -20,7 +20,7 @@ FinishStatus = Literal["completed", "failed", "interrupted"]
 # by resume, done ones never again.
 EntryState = Literal["pending", "done", "failed"]
 # What happened to one record (or file) of an entry.
-Outcome = Literal["created", "skipped", "updated", "failed"]
+Outcome = Literal["created", "skipped", "updated", "failed", "deleted"]
 # What an entry does: create/update/delete records of an entity, copy files, or record a
 # decision about keys (rows: [source key, target key]): records matched by natural key to the
 # target's ("match"), or the new keys of cloned records ("clone"). Decisions write nothing to

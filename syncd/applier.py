@@ -194,6 +194,8 @@ class Applier:
                         entity, entry, rows, flags, retries > 0)
                     if self._clone and "skipped" in outcomes:
                         return self._taken(entry, outcomes, retries)
+                elif entry.op == "delete":
+                    outcomes = await self._delete(entity, entry, rows, retries > 0)
                 else:
                     flags = await self.target.update(entity, [(r[0], r[1]) for r in rows])  # r[2]: a before-image
                     outcomes = ["updated" if f else "skipped" for f in flags]
@@ -210,6 +212,16 @@ class Applier:
                 retries += 1
             except StoreError as exc:
                 return self._outcome(entry, "failed", None, str(exc), retries)
+
+    async def _delete(self, entity: Entity, entry: EntryPlanned, rows: list[list[Any]],
+                      retried: bool) -> list[Outcome]:
+        """Rows are before-images (what revert puts back). The plan saw each row present, so
+        one already gone on resume or retry was deleted by the earlier try: deleted, as a
+        create found written is created."""
+        key_at = entry.columns.index(entity.key)
+        flags = await self.target.delete(entity, [r[key_at] for r in rows])
+        again = self._resuming or retried
+        return ["deleted" if f or again else "skipped" for f in flags]
 
     async def _create_outcomes(self, entity: Entity, entry: EntryPlanned, rows: list[list[Any]],
                                flags: list[bool], retried: bool) -> list[Outcome]:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from journal import FinishStatus, Journal
-from journal.events import AnyEvent, EntryPlanned, PlanSealed, RunFinished, RunStarted
+from journal.events import AnyEvent, EntryPlanned, PlanSealed, RunCancelled, RunFinished, RunStarted
 
 from . import failpoints
 from .clock import now
@@ -76,11 +76,13 @@ class JournalSink:
                                         summary=summary.to_json()))
         await self._flush()
 
-    async def abort(self, status: FinishStatus, error: str | None) -> None:
-        """Planning stopped before the seal: nothing was applied; resume plans again."""
+    async def abort(self, status: FinishStatus, error: str, *, cancel: bool = False) -> None:
+        """Planning stopped before the seal: nothing was applied; resume plans again, unless
+        the run is cancelled (an import's conflicts: planning it again would find them again)."""
         self._pending.clear()
         if self._started:
-            await self._append([RunFinished(run=self.run_id, at=now(), status=status, error=error)])
+            await self._append([RunCancelled(run=self.run_id, at=now(), reason=error) if cancel
+                                else RunFinished(run=self.run_id, at=now(), status=status, error=error)])
 
     async def _flush(self) -> None:
         events, self._pending, self._pending_records = self._pending, [], 0

@@ -8,21 +8,26 @@ from typing import Any, Callable
 
 import anyio
 
-from journal import Journal, RunCancelled
+from journal import ArchiveWritten, Journal, RunCancelled
 
-from . import blobs
+from . import archive, blobs, failpoints
+from .archive.export import Written, write_archive
 from .applier import Applier, ApplyResult, Progress
 from .clock import new_run_id, now
 from .config import Config
 from .adapters import connect, load_schema, open_store
-from .errors import Interrupted, RunStateError
+from .errors import ConflictError, Interrupted, RunStateError
 from .journaling import JournalSink, NullSink
 from .locks import hold_run_lock
 from .plan import PlanSummary, RecordAction
 from .planner import PlanContext, PlanSink, Planner
 from .planner.clone import ClonePlanner
+from .planner.entities import EntityPlanner
 from .planner.move import MovePlanner
+from .planner.revert import ExportDeletePlanner, RevertPlanner
+from .payload import unpack_rows
 from .request import RunRequest
+from .schema import Schema
 from .tasks import task_group
 
 
@@ -36,14 +41,49 @@ class Planned:
 
 def planner_for(ctx: PlanContext, sink: PlanSink, **options: Any) -> Planner:
     """The planner of the request's kind: clone's makes new records, move's re-scopes
-    records in place; copy and transfer's bring records over as they are."""
-    kinds: dict[str, type[Planner]] = {"clone": ClonePlanner, "move": MovePlanner}
-    return kinds.get(ctx.request.kind, Planner)(ctx, sink, **options)
+    records in place, revert's reads an earlier run; imports, restores and --all/--label
+    exports go entity by entity; copy and transfer's bring a tree of records over as they are."""
+    request = ctx.request
+    kinds: dict[str, type[Planner]] = {"clone": ClonePlanner, "move": MovePlanner,
+                                       "revert": RevertPlanner, "delete": ExportDeletePlanner}
+    if request.kind in kinds:
+        return kinds[request.kind](ctx, sink, **options)
+    if request.by_entity:
+        only = label_keys(_journal_of(ctx), ctx.schema, request.source, request.labels) if request.labels else None
+        return EntityPlanner(ctx, sink, only_keys=only, **options)
+    return Planner(ctx, sink, **options)
+
+
+def _journal_of(ctx: PlanContext) -> Journal:
+    if ctx.journal is None:
+        raise RunStateError(f"{ctx.request.kind} reads the journal, and there is none")
+    return ctx.journal
+
+
+def label_keys(journal: Journal, schema: Schema, env: str, labels: tuple[str, ...]) -> dict[str, set[Any]]:
+    """entity → keys of the records that imports labelled so wrote into env (created or
+    updated); which of them are still there is the planner's fetch."""
+    keys: dict[str, set[Any]] = {}
+    for run in journal.runs():
+        if run.kind != "import" or run.target != env or run.options.get("label") not in labels:
+            continue
+        for row in journal.entries(run.run):
+            if row.op not in ("create", "update") or not (row.created or row.updated) \
+                    or row.entity not in schema.entities:
+                continue
+            planned, applied = journal.planned(run.run, row.entry), journal.applied(run.run, row.entry)
+            assert applied is not None
+            at = planned.columns.index("key" if row.op == "update" else schema.entity(row.entity).key)
+            found = keys.setdefault(row.entity, set())
+            found.update(r[at] for r, o in zip(unpack_rows(planned.payload), applied.outcomes)
+                         if o in ("created", "updated"))
+    return keys
 
 
 async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = False,
                stopping: Callable[[], bool] = lambda: False, run_id: str | None = None) -> Planned:
     """Plan into the journal (sealed at the end), or nowhere when journal is None (dry run)."""
+    ctx.journal = ctx.journal or journal
     if journal is None:
         sink = NullSink()
         planner = planner_for(ctx, sink, verbose=verbose, stopping=stopping)
@@ -62,7 +102,7 @@ async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = Fal
         interrupted = isinstance(exc, Interrupted)
         await jsink.abort("interrupted" if interrupted else "failed",
                           "planning interrupted; resume plans again" if interrupted
-                          else f"planning failed: {exc}")
+                          else f"planning failed: {exc}", cancel=isinstance(exc, ConflictError))
         raise
     await jsink.seal(summary)
     return Planned(run_id, summary, jsink.entries, planner.actions)
@@ -83,9 +123,31 @@ async def apply(config: Config, journal: Journal, run_id: str, *,
                                    progress=progress, file_workers=file_workers).run()
         finally:
             await target.close()
+    if result.status == "completed":
+        await finish_export(config, journal, run_id)
     if not stopping():  # index the run's records now, off `audit`'s path (a stop skips it)
         await anyio.to_thread.run_sync(journal.catch_up_index)  # a thread: the daemon's loop goes on
     return result
+
+
+async def finish_export(config: Config, journal: Journal, run_id: str) -> Written | None:
+    """A completed export's archive: written from its staging file, verified, journaled
+    (ArchiveWritten), then the staging file removed. Nothing for other runs, nor for an
+    export whose archive is journaled already; a resume after a crash in here writes it again."""
+    run = journal.run(run_id)
+    if run is None or run.kind != "export" or run.status != "completed" or "archive" in run.summary:
+        return None
+    staging = open_store(config, run.target, readonly=False)
+    try:
+        schema = await load_schema(config, staging)
+    finally:
+        await staging.close()
+    written = await anyio.to_thread.run_sync(write_archive, run, schema)
+    failpoints.hit("export.after-zip")
+    journal.append([ArchiveWritten(run=run_id, at=now(), path=str(written.path), sha256=written.sha256,
+                                   size=written.size)])
+    archive.staging_path(written.path).unlink(missing_ok=True)
+    return written
 
 
 async def replan(config: Config, journal: Journal, run_id: str, *,
@@ -121,6 +183,8 @@ async def finish_run(config: Config, journal: Journal, run_id: str, *,
     run = journal.run(run_id)
     if run is None:
         raise RunStateError(f"unknown run {run_id}")
+    if run.status == "completed":
+        await finish_export(config, journal, run_id)  # an export that died writing its zip
     if run.status in ("completed", "cancelled"):
         return run.status
     if run.sealed_at is None:

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 # The label of file-copy entries in tables and the journal. Entries are told apart by their
 # op ("copy"), never by this name: a user table may be called "files" too.
 FILES = "files"
-APPLIED_KEYS: tuple[Outcome, ...] = ("created", "updated", "skipped", "failed")  # display order
+APPLIED_KEYS: tuple[Outcome, ...] = ("created", "updated", "deleted", "skipped", "failed")  # display order
 # One line of the `-v` listing says what the plan does with a record or file.
-Action = Literal["create", "skip", "update", "match", "copy", "conflict", "dangling", "clone"]
+Action = Literal["create", "skip", "update", "match", "copy", "conflict", "dangling", "clone",
+                 "delete"]
 
 
 @dataclass
@@ -30,6 +31,9 @@ class EntityCounts:
     # references to keys of this entity that the source does not have: copied as they are
     dangling: int = 0
     clone: int = 0  # records created as clones, under new keys (syncd clone)
+    delete: int = 0  # records removed (restore, export --delete-exported, revert of a create)
+    # in the target with other content: import's --on-conflict decides; revert leaves them
+    conflict: int = 0
 
 
 @dataclass

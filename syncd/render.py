@@ -31,9 +31,13 @@ def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: 
     table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
     dangling = any(c.dangling for c in summary.entities.values())
     clones = any(c.clone for c in summary.entities.values())
+    deletes = any(c.delete for c in summary.entities.values())  # restore, revert
+    conflicts = any(c.conflict for c in summary.entities.values())  # import, revert
     headers = ["Entity", "Selected", "Dependencies", "Already in target", "To create"]
     headers += ["To clone"] if clones else []  # new records under new keys (syncd clone)
     headers += ["To update"] if update else []
+    headers += ["To delete"] if deletes else []
+    headers += ["Conflicts"] if conflicts else []
     headers += ["Dangling references"] if dangling else []  # listed with -v
     for h in headers:
         table.add_column(h, justify="left" if h == "Entity" else "right")
@@ -44,6 +48,8 @@ def plan_table(summary: PlanSummary, title: str, schema: Schema | None, update: 
         cells = [label, c.selected, c.dependencies, c.existing, c.create]
         cells += [c.clone] if clones else []
         cells += [c.update] if update else []
+        cells += [c.delete] if deletes else []
+        cells += [c.conflict] if conflicts else []
         cells += [c.dangling] if dangling else []
         table.add_row(*map(str, cells))
     return table
@@ -93,7 +99,7 @@ def applied_table(applied: dict[str, Any]) -> Table:
         table.add_row(name, *(str(c[k]) for k in APPLIED_KEYS))
     f = applied["files"]
     if any(f.values()):
-        table.add_row("files", str(f["copied"]), "-", str(f["skipped"]), str(f["failed"]))
+        table.add_row("files", str(f["copied"]), "-", "-", str(f["skipped"]), str(f["failed"]))
     return table
 
 

@@ -16,7 +16,12 @@ import msgspec
 
 from .errors import InputError
 
-Kind = Literal["copy", "transfer", "clone", "move"]
+Kind = Literal["copy", "transfer", "clone", "move", "export", "import", "restore", "revert",
+               "delete"]
+# Records are taken one entity after the other (not as a tree below a root): an archive's
+# every record, a backup's, a label's, a restore's deletes, a revert's.
+BY_ENTITY: tuple[Kind, ...] = ("import", "restore", "revert", "delete")
+Conflicts = Literal["error", "skip", "update"]
 
 
 class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -39,21 +44,56 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     set: tuple[str, ...] = ()
     # move: SCOPE_ENTITY:KEY or SCOPE_ENTITY:new, the scope the selection moves to
     to: str | None = None
+    # export: every record of every entity (--all, and backup), the records imports labelled
+    # so wrote and that are still there (--label), new keys for legacy integer ids, and the
+    # exported records deleted from the source once the archive is verified
+    all_records: bool = False
+    labels: tuple[str, ...] = ()
+    new_ids: bool = False
+    delete_exported: bool = False
+    # import (and restore): the label journaled with the run; what to do with a record the
+    # target holds with other content; a resolver naming a built-in or MODULE:CLASS
+    label: str | None = None
+    on_conflict: Conflicts = "error"
+    resolver: str | None = None
+    # revert: the run whose effects are undone; delete: the export run whose records go
+    reverts: str | None = None
+
+    @property
+    def by_entity(self) -> bool:
+        """Whether records are taken entity by entity (see BY_ENTITY), not as a tree."""
+        return self.kind in BY_ENTITY or bool(self.all_records or self.labels)
 
     def problems(self) -> dict[str, str]:
         """Field → what is wrong with it, for every rule that is not about types."""
-        clone, move = self.kind == "clone", self.kind == "move"
+        clone, move, export = self.kind == "clone", self.kind == "move", self.kind == "export"
+        in_place = ("clone", "move", "revert", "delete")
+        files = ("transfer", "export", "import", "restore")
         rules = {
             "target": "the same environment as source"
-            if self.target == self.source and not (clone or move) else None,
+            if self.target == self.source and self.kind not in in_place else None,
             "to": "move needs --to SCOPE_ENTITY:KEY|new" if move and not self.to
             else "only move has --to" if self.to and not move else None,
-            "entity": f"required for {self.kind}" if self.kind != "transfer" and not self.entity else None,
+            "entity": f"required for {self.kind}" if self.kind in ("copy", "clone", "move") and not self.entity
+            else "an --all or --label export takes every entity" if self.entity and (self.all_records or self.labels)
+            else None,
+            "all_records": "--all and --label exclude each other" if self.all_records and self.labels
+            else "only export takes --all" if self.all_records and not export else None,
+            "labels": "only export selects by --label" if self.labels and not export else None,
+            "new_ids": "only export gives new ids" if self.new_ids and not export else None,
+            "delete_exported": "only export deletes what it exported"
+            if self.delete_exported and not export else None,
+            "on_conflict": "only import has --on-conflict"
+            if self.on_conflict != "error" and self.kind != "import" else None,
+            "resolver": "only import takes a resolver" if self.resolver and self.kind != "import"
+            else "--resolver decides conflicts itself: leave --on-conflict out"
+            if self.resolver and self.on_conflict != "error" else None,
             "include": "only clone includes children" if self.include and not clone else None,
             "set": "only clone and move set fields" if self.set and not (clone or move) else None,
             "update": f"{self.kind} does not take --update" if self.update and (clone or move) else None,
             "limit": "must be 1 or more" if self.limit is not None and self.limit < 1 else None,
-            "copy_files": "only transfer copies files" if self.copy_files and self.kind != "transfer" else None,
+            "copy_files": "only transfer, export, import and restore copy files"
+            if self.copy_files and self.kind not in files else None,
             "target_bucket": "needs copy_files (--copy-files): without it no file is copied"
             if self.target_bucket is not None and not self.copy_files else None,
         }

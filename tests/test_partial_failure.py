@@ -169,7 +169,7 @@ def test_failed_parent_batch_blocks_its_dependents_but_not_other_entities(
     # segmentations reference annotation_runs: never attempted
     assert states["segmentations"]["state"] == "pending"
     assert output["applied"]["entities"]["segmentations"] == {
-        "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+        "created": 0, "updated": 0, "deleted": 0, "skipped": 0, "failed": 0}
     # video_steps only reference videos: applied as usual
     assert states["video_steps"]["state"] == "done"
     assert output["applied"]["entities"]["video_steps"] == ref_applied(reference, "video_steps")

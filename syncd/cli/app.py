@@ -55,6 +55,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("history", "Every journaled operation on the record KEY, oldest first: by when it was applied, or planned if it was not (JSON: \"at\", and \"at_is\" says which)."),
     "log": ("history", "The journal's events, oldest first."),
     "journal": ("history", "Check or rebuild the journal, or print its head."),
+    "export": ("archive", "Export records (a selection, --all, or --label) into a zip archive, journaled."),
+    "import": ("archive", "Import an archive into ENV: a transfer from it, with conflicts decided."),
+    "backup": ("archive", "Export every record of ENV into a zip archive (export --all)."),
+    "restore": ("archive", "Make ENV's records of the archive's entities equal to the archive (backup first)."),
+    "revert": ("archive", "Undo what RUN applied, as a new run; records changed since are left alone."),
+    "archive": ("archive", "Show or verify an archive file."),
     "schema": ("schema", "Keys, references, children, natural keys and dependency order of ENV."),
     "serve": ("serve", "Serve ENV's records over HTTP (a SQLite or Postgres environment: any "
                        "store the registry marks servable)."),
@@ -142,10 +148,12 @@ def classify(exc: Exception) -> tuple[str, int]:
     imported only now: they come with the journal, which `--help` never needs."""
     from journal import JournalError, JournalStorageError
 
-    from ..errors import InputError, Interrupted, RunStateError, StoreUnavailable, SyncdError
+    from ..errors import ConflictError, InputError, Interrupted, RunStateError, StoreUnavailable, SyncdError
 
     if isinstance(exc, (JournalStorageError, StoreUnavailable)):  # the disk refused, not the input
         return f"syncd: error: {exc}", EXIT_STORAGE
+    if isinstance(exc, ConflictError):  # the input is fine; the environments disagree
+        return f"syncd: failed: {exc}", EXIT_FAILED
     if isinstance(exc, (InputError, RunStateError, JournalError)):
         return f"syncd: error: {exc}", EXIT_INPUT
     if isinstance(exc, Interrupted):

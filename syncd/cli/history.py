@@ -98,9 +98,9 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     out.print(render.plan_table(PlanSummary.from_json(row.summary), "Plan", None,
                                 bool(row.options.get("update"))))
     out.print(render.simple_table("Entries", ["#", "Entity", "Op", "Records", "State", "Created",
-                                              "Updated", "Skipped", "Failed", "Error"], [
-        (e.entry, e.entity, e.op, e.records, e.state, e.created, e.updated, e.skipped, e.failed,
-         e.error) for e in entries]))
+                                              "Updated", "Deleted", "Skipped", "Failed", "Error"], [
+        (e.entry, e.entity, e.op, e.records, e.state, e.created, e.updated, e.deleted, e.skipped,
+         e.failed, e.error) for e in entries]))
     if records is not None:
         out.print(render.simple_table("Records", ["Entity", "Key", "Op", "Outcome", "Detail", "Hash"],
                                       records))
@@ -108,7 +108,7 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
 
 def _entry_json(e: Any) -> dict[str, Any]:
     return {k: getattr(e, k) for k in ("entry", "entity", "op", "records", "state", "created",
-                                       "updated", "skipped", "failed", "error", "retries")}
+                                       "updated", "deleted", "skipped", "failed", "error", "retries")}
 
 
 def _records(journal: Journal, run: RunRow, entries: list[Any]) -> Any:
@@ -140,7 +140,7 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
         "at_is": "applied" if h.applied_at else "planned", "planned_at": h.planned_at,
         "applied_at": h.applied_at, "source": h.source, "target": h.target, "op": h.op,
         "outcome": h.outcome, "hash": h.hash, "entity": h.entity, "entry": h.entry, "kind": h.kind,
-        "detail": _detail(journal, h, key)} for h in rows]
+        "detail": _detail(journal, h, key)} | _archive(journal, h) for h in rows]
     if as_json:
         print(json.dumps({"key": key, "entity": entity or (rows[0].entity if rows else None),
                           "history": history}))
@@ -154,7 +154,21 @@ def audit(ctx: click.Context, key: str, entity: str | None, as_json: bool) -> No
     out.print(render.simple_table(f"History of {key}", ["At", "Run", "Entity", "Op", "Outcome",
                                                         "Source → target", "Detail", "Hash"], [
         (render.short_time(h["at"]), h["run_id"], h["entity"], h["op"], h["outcome"],
-         f"{h['source']} → {h['target']}", h["detail"], h["hash"]) for h in history]))
+         f"{h['source']} → {h['target']}", h["detail"] or _archive_note(h), h["hash"]) for h in history]))
+
+
+def _archive_note(h: dict[str, Any]) -> str | None:
+    sha = h.get("archive_sha256")
+    return f"into the archive with sha256 {sha}" if sha else None
+
+
+def _archive(journal: Journal, h: HistoryRow) -> dict[str, Any]:
+    """An export's record went into an archive: which one (its sha256), once it is written."""
+    if not h.target.startswith("archive:"):
+        return {}
+    run = journal.run(h.run)
+    written = run.summary.get("archive") if run else None
+    return {"archive_sha256": written["sha256"] if written else None}
 
 
 def _detail(journal: Journal, h: HistoryRow, key: str) -> str | None:

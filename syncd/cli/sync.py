@@ -34,12 +34,18 @@ file_workers_option = click.option(
 
 
 def run_options(*first: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The options every planning command has (selection, dry run, plan only, prompt, output),
-    after the command's own `first` ones."""
-    options = [
+    """The options every planning command that selects records has (filters, limit, dry run,
+    plan only, prompt, output), after the command's own `first` ones."""
+    return plan_options(
         *first,
         click.option("-f", "--filter", "filters", multiple=True, metavar="K:OP:V", help="Filter, repeatable (AND)"),
-        click.option("-l", "--limit", type=int, help="Max root records"),
+        click.option("-l", "--limit", type=int, help="Max root records"))
+
+
+def plan_options(*first: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Dry run, plan only, prompt and output, after the command's own `first` options."""
+    options = [
+        *first,
         click.option("--dry-run", is_flag=True, help="Plan and print; write nothing anywhere"),
         click.option("--plan-only", is_flag=True, help="Journal the plan and stop; `syncd resume RUN` applies it"),
         click.option("-y", "--yes", is_flag=True, help="Do not ask before applying"),
@@ -124,33 +130,46 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
         copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
         update=kw["update"], queued=kw["queue"], include=kw.get("include", ()),
         set=kw.get("assign", ()), to=kw.get("to"))
+    run_request(config, request, kw)
+
+
+def run_request(config: Config, request: RunRequest, kw: dict[str, Any], *,
+                before_apply: Callable[[], None] = lambda: None) -> str | None:
+    """Plan → show → (prompt) → apply: every planning command's flow. The run id once it
+    completed; None for a dry run or a plan only. Exits on failure, interruption or decline.
+    `before_apply` runs once the person said yes (restore writes its backup there)."""
     if kw["dry_run"] and kw["plan_only"]:
         raise InputError("--dry-run and --plan-only exclude each other")
-    if kw["queue"] and not kw["plan_only"]:
+    queue = kw.get("queue", False)
+    if queue and not kw["plan_only"]:
         raise InputError("--queue needs --plan-only (the daemon applies the planned run)")
     workers = kw.get("file_workers", blobs.DEFAULT_FILE_WORKERS)
     planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"], workers)
-    title = f"{kind.capitalize()} plan: {request.source} → {request.target}"
+    title = f"{request.kind.capitalize()} plan: {request.source} → {request.target}"
     show_plan(planned, title, schema, request, kw["verbose"], kw["as_json"])
     if kw["dry_run"] or kw["plan_only"]:
         status = "dry_run" if kw["dry_run"] else "planned"
-        if kw["queue"]:
+        if queue:
             err.print(f"Queued run {planned.run_id}; a running `syncd daemon` applies it")
         elif kw["plan_only"]:
             err.print(f"Planned run {planned.run_id}; apply it with: syncd resume {planned.run_id}")
         emit_result(kw["as_json"], request, planned.run_id, status, planned.summary, None)
-        return
+        return None
     assert journal is not None and planned.run_id is not None
     nothing_to_do = planned.entries == 0  # still applied: the journal records the run as completed
     proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
                     planned.summary, journal, new_run=True)
+    before_apply()
     finish(config, journal, request, planned.run_id, kw["as_json"], workers)
+    return planned.run_id
 
 
 async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: bool,
                 file_workers: int) -> tuple[ops.Planned, Any, Journal | None]:
     async with adapters.connect(config, request, dry_run=dry_run) as ctx:  # validates everything first
         ctx.file_workers = file_workers
+        if dry_run and (request.kind in ("revert", "delete") or request.labels):
+            ctx.journal = journals.journal_for(config, create=False)  # read, never written
         journal = None if dry_run else journals.journal_for(config)
         planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
         return planned, ctx.schema, journal
@@ -159,7 +178,8 @@ async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: boo
 def show_plan(planned: ops.Planned, title: str, schema: Any, request: RunRequest,
               verbose: bool, as_json: bool) -> None:
     console = err if as_json else out
-    console.print(render.plan_table(planned.summary, title, schema, request.update or request.kind == "move"))
+    console.print(render.plan_table(planned.summary, title, schema, request.update or request.kind in (
+        "move", "import", "restore", "revert")))
     if planned.summary.move:
         console.print(render.move_table(planned.summary.move))
     if request.copy_files:
@@ -216,8 +236,9 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
         out.print(render.applied_table(applied))
     for failure in result.failures:
         err.print(f"[red]failed:[/] {failure}")
+    archive = {"archive": run.summary["archive"]} if "archive" in run.summary else {}
     emit_result(as_json, request, run_id, result.status, PlanSummary.from_json(run.summary), applied,
-                run.error)
+                run.error, archive)
     if result.status == "interrupted":
         err.print(f"Interrupted. `syncd resume {run_id}` continues where it stopped.")
         sys.exit(STOP.exit_code())
@@ -258,7 +279,8 @@ class FilesLine:
 
 
 def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: str,
-                summary: PlanSummary, applied: dict[str, Any] | None, error: str | None = None) -> None:
+                summary: PlanSummary, applied: dict[str, Any] | None, error: str | None = None,
+                extra: dict[str, Any] | None = None) -> None:
     """The run's JSON; `error` as in `runs --json` (null unless the run failed or stopped)."""
     if not as_json:
         return
@@ -271,7 +293,7 @@ def emit_result(as_json: bool, request: RunRequest, run_id: str | None, status: 
     print(json.dumps({
         "run_id": run_id, "kind": request.kind, "source": request.source, "target": request.target,
         "status": status, "error": error, "dry_run": status == "dry_run", "plan": plan,
-        "applied": applied,
+        "applied": applied, **(extra or {}),
     }))
 
 

@@ -6,7 +6,9 @@ the steps: selection, closure, diff, files, emit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
+
+from journal import Journal
 
 from .. import blobs
 from ..filters import Filter
@@ -39,6 +41,12 @@ class PlanContext:
     file_workers: int = blobs.DEFAULT_FILE_WORKERS
     target_schema: Schema | None = None  # None in unit tests: rows are then hashed exactly
     assign: dict[str, Any] = field(default_factory=dict)  # clone: typed --set values for the roots
+    # The journal, for planners that read earlier runs (revert, export --label, the deletes
+    # of export --delete-exported); None for the others
+    journal: Journal | None = None
+    # Where a file a record points at is read from when that is not its URI (an archive's
+    # files, staged as local files): record URI → readable URI
+    blob_source: Callable[[str], str] | None = None
 
     def target_json_columns(self, entity: str) -> frozenset[str]:
         """The target's JSON columns of `entity`, hashed as canonical JSON (payload.row_hash)."""

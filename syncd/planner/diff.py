@@ -23,6 +23,7 @@ class Diff:
     matched: list[Row] = field(default_factory=list)  # in the target under their natural key
     remaps: dict[Any, Any] = field(default_factory=dict)  # matched: source key → target key
     updates: list[Patch] = field(default_factory=list)
+    before: dict[Any, dict[str, Any]] = field(default_factory=dict)  # updated key → old values
 
     @property
     def existing(self) -> int:
@@ -56,27 +57,39 @@ async def match_natural(ctx: PlanContext, entity: Entity, rows: list[Row]) -> di
 
 
 async def update_patches(ctx: PlanContext, entity: Entity,
-                         pairs: list[tuple[Row, Any]]) -> list[tuple[Row, Patch]]:
+                         pairs: list[tuple[Row, Any]]) -> list[tuple[Row, Patch, dict[str, Any]]]:
     """For each (source row, target key), the fields whose transformed value differs from
-    the target's current one; rows with nothing to change are left out."""
+    the target's current one, and their current values (the before-image a revert puts
+    back); rows with nothing to change are left out."""
     if not pairs:
         return []
-    current = {key_of(entity, r): r for r in await ctx.target.fetch(entity, [k for _, k in pairs])}
+    current = await current_rows(ctx, entity, [k for _, k in pairs])
     patches = []
     for row, target_key in pairs:
-        fields = changed_fields(entity, ctx.transformer.apply(entity, row), current.get(target_key))
-        if fields:
-            patches.append((row, (target_key, fields)))
+        now = current.get(target_key)
+        fields = changed_fields(entity, ctx.transformer.apply(entity, row), now)
+        if fields and now is not None:
+            patches.append((row, (target_key, fields), before_image(entity, now, fields)))
     return patches
 
 
-def changed_fields(entity: Entity, wanted: Row, current: Row | None) -> dict[str, Any]:
-    """Fields whose value differs, ignoring the key and compare_ignore; JSON compared as data."""
+async def current_rows(ctx: PlanContext, entity: Entity, keys: list[Any]) -> dict[Any, Row]:
+    return {key_of(entity, r): r for r in await ctx.target.fetch(entity, keys)}
+
+
+def before_image(entity: Entity, current: Row, fields: dict[str, Any]) -> dict[str, Any]:
+    return {c: current[entity.index(c)] for c in fields}
+
+
+def changed_fields(entity: Entity, wanted: Row, current: Row | None, *,
+                   exact: bool = False) -> dict[str, Any]:
+    """Fields whose value differs, ignoring the key and (unless exact: restore makes records
+    equal) compare_ignore; JSON compared as data."""
     if current is None:
         return {}
     out = {}
     for i, column in enumerate(entity.columns):
-        if column == entity.key or column in entity.compare_ignore:
+        if column == entity.key or column in entity.compare_ignore and not exact:
             continue
         a, b = wanted[i], current[i]
         same = decode_json(a) == decode_json(b) if column in entity.json_columns else a == b

@@ -50,6 +50,15 @@ def create_entries(entity: Entity, rows: Sequence[Row], json_columns: Collection
         yield PlannedEntry(entity.name, "create", columns, [r[at] for r in batch], batch, json_at)
 
 
+def delete_entries(entity: Entity, rows: Sequence[Row], json_columns: Collection[str] = (),
+                   size: int = BATCH) -> Iterator[PlannedEntry]:
+    """Rows are the records as they are now, whole: the before-image a revert puts back, and
+    the hash a revert checks the record against."""
+    for entry in create_entries(entity, rows, json_columns, size):
+        entry.op = "delete"
+        yield entry
+
+
 def update_entries(entity: Entity, patches: Sequence[Patch], before: Mapping[Any, dict[str, Any]] | None = None,
                    size: int = BATCH) -> Iterator[PlannedEntry]:
     """Rows [key, fields], or [key, fields, before] with the before-image of those fields

@@ -46,8 +46,12 @@ class Planner:
         return self.summary
 
     async def _plan_group(self, roots: list[Row]) -> None:
+        await self._plan_selected(await select_tree(self.ctx, roots))
+
+    async def _plan_selected(self, selected: dict[str, list[Row]]) -> None:
+        """Plan these records (per entity) with every parent they need that no earlier group
+        decided: counted, diffed, emitted files first, then entity by entity."""
         schema = self.ctx.schema
-        selected = await select_tree(self.ctx, roots)
         parents = await self._closure.parents(selected)
         deps = parents.rows
         for name, keys in parents.dangling.items():
@@ -75,8 +79,9 @@ class Planner:
         self._note(entity, diff.same_key, "skip")
         self._note_matches(entity, diff)
         if ctx.request.update and entity.name == ctx.root.name:
-            for row, patch in await update_patches(ctx, entity, diff.present_pairs(entity)):
+            for row, patch, before in await update_patches(ctx, entity, diff.present_pairs(entity)):
                 diff.updates.append(patch)
+                diff.before[patch[0]] = before
                 self._note(entity, [row], "update", ", ".join(patch[1]))
             counts.update += len(diff.updates)
         return diff
@@ -87,6 +92,8 @@ class Planner:
             return
         pairs = blob_pairs(rewriter, ((ctx.schema.entity(n), d.creates + d.same_key)
                                       for n, d in diffs.items()))
+        if ctx.blob_source is not None:  # an archive's files: read from where they were staged
+            pairs = {ctx.blob_source(src): dst for src, dst in pairs.items()}
         copies = [c for c in await check_files(ctx, pairs) if self._count_file(c)]
         for entry in emit.file_entries(copies):
             await self.sink.add(entry)
@@ -117,7 +124,7 @@ class Planner:
             await self.sink.add(entry)
         for entry in emit.create_entries(entity, rows, self.ctx.target_json_columns(entity.name)):
             await self.sink.add(entry)
-        for entry in emit.update_entries(entity, diff.updates):
+        for entry in emit.update_entries(entity, diff.updates, diff.before):
             await self.sink.add(entry)
 
     # -- the `-v` listing -------------------------------------------------------------------

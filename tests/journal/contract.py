@@ -252,8 +252,8 @@ class JournalContract:
 
     def test_run_counts_total_the_latest_outcomes(self, filled):
         # Entry 2 failed twice then was retried: only the retry's outcomes count.
-        assert filled.run(RUN_A).counts == {"created": 4, "skipped": 2, "updated": 0, "failed": 0}
-        assert filled.run(RUN_B).counts == {"created": 1, "skipped": 1, "updated": 0, "failed": 0}
+        assert filled.run(RUN_A).counts == {"created": 4, "skipped": 2, "updated": 0, "failed": 0, "deleted": 0}
+        assert filled.run(RUN_B).counts == {"created": 1, "skipped": 1, "updated": 0, "failed": 0, "deleted": 0}
 
     def test_runs_are_listed_newest_first(self, filled):
         assert [row.run for row in filled.runs()] == [RUN_B, RUN_A]
