@@ -229,6 +229,6 @@ def _spec(entity: Entity, table: TableInfo, count: int) -> EntitySpec:
         name=entity.name, key=entity.key, count=count,
         columns=[ColumnSpec(name=n, type=types[n].type, notnull=types[n].notnull, is_json=types[n].is_json)
                  for n in entity.columns],
-        foreign_keys=[tuple(fk) for fk in table.foreign_keys],
+        foreign_keys=[(a, b, c) for a, b, c in table.foreign_keys],
         natural_key=list(entity.natural_key),
         references=[(str(r.field), r.target) for r in entity.references])

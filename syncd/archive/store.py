@@ -76,7 +76,7 @@ def tables_of(manifest: Manifest) -> list[TableInfo]:
 
 def table_of(spec: EntitySpec) -> TableInfo:
     return TableInfo(spec.name, tuple(Column(c.name, c.type, c.notnull, c.is_json) for c in spec.columns),
-                     (spec.key,), tuple(tuple(fk) for fk in spec.foreign_keys))
+                     (spec.key,), tuple((a, b, c) for a, b, c in spec.foreign_keys))
 
 
 def open_archive(name: str, path: Path) -> ArchiveStore:

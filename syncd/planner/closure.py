@@ -26,7 +26,8 @@ class ParentClosure:
         self.ctx = ctx
         self.known: dict[str, set[Any]] = {}  # parents decided in earlier groups
         # A child found through its only link to the tree has that parent by construction.
-        links = {c: ctx.schema.link(c, ctx.tree) for c in ctx.tree[1:]}
+        # (Taken entity by entity, records are not found through links: no such shortcut.)
+        links = {} if ctx.request.by_entity else {c: ctx.schema.link(c, ctx.tree) for c in ctx.tree[1:]}
         self._selected_by = {(c, refs[0].field) for c, refs in links.items() if len(refs) == 1}
 
     async def parents(self, selected: dict[str, list[Row]]) -> Parents:

@@ -26,12 +26,17 @@ from ..schema import Entity, get_in
 from ..stores.base import Row
 from . import emit
 from .keys import key_of, sorted_keys
+from .context import PlanContext
 from .planner import Planner
 
 UNDOABLE = ("create", "update", "delete")
 
 
 class RevertPlanner(Planner):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deleting: dict[str, set[Any]] = {}  # keys this plan deletes, per entity
+
     async def run(self) -> PlanSummary:
         journal, reverted = self._journal(), self.ctx.request.reverts
         assert reverted is not None
@@ -79,6 +84,11 @@ class RevertPlanner(Planner):
                 self._conflict(entity, row[key_at], "changed since the run; left as it is")
                 continue
             gone.append(now)
+        used = await referenced(self.ctx, self._deleting, entity, {key_of(entity, r) for r in gone})
+        for key in sorted_keys(used):
+            self._conflict(entity, key, "a record that stays references it; kept")
+        gone = [r for r in gone if key_of(entity, r) not in used]
+        self._deleting.setdefault(entity.name, set()).update(key_of(entity, r) for r in gone)
         await self._emit(entity, "delete", gone)
 
     async def _restore_updated(self, entity: Entity, rows: list[list[Any]]) -> None:
@@ -141,39 +151,32 @@ class ExportDeletePlanner(RevertPlanner):
     async def run(self) -> PlanSummary:
         journal, export = self._journal(), self.ctx.request.reverts
         assert export is not None
-        deleted: dict[str, set[Any]] = {}
         for name in reversed(self.ctx.schema.order):
             entity = self.ctx.schema.entity(name)
             exported = dict(_exported(journal, export, entity))
             if not exported:
                 continue
-            kept = await self._referenced(entity, set(exported), deleted)
-            for key in sorted_keys(kept):
-                self._note_keys(name, [key], "skip", "a record that stays references it: kept")
-            self.summary.entity(name).existing += len(kept)
-            wanted = [(row, h) for k, (row, h) in exported.items() if k not in kept]
-            before = self.summary.entity(name).delete
-            await self._delete_created(entity, list(entity.columns), wanted)
-            if self.summary.entity(name).delete > before:
-                deleted[name] = {k for k in exported if k not in kept}
+            await self._delete_created(entity, list(entity.columns), list(exported.values()))
         return self.summary
 
-    async def _referenced(self, entity: Entity, keys: set[Any], deleted: dict[str, set[Any]]) -> set[Any]:
-        """Keys among `keys` that a record not being deleted references."""
-        kept: set[Any] = set()
-        for child in self.ctx.schema.order:
-            other = self.ctx.schema.entity(child)
-            for ref in other.references:
-                if ref.target != entity.name:
-                    continue
-                going, ordered = deleted.get(child, set()), sorted_keys(keys)
-                for start in range(0, len(ordered), 1000):
-                    chunk = ordered[start:start + 1000]
-                    rows = await self.ctx.target.select_all(other, [Filter(ref.field, "in", chunk)])
-                    for r in rows:
-                        if key_of(other, r) not in going:
-                            kept.add(_value(other, r, ref.field.column, ref.field.path))
-        return kept & keys
+
+async def referenced(ctx: PlanContext, deleting: dict[str, set[Any]], entity: Entity,
+                     keys: set[Any]) -> set[Any]:
+    """Keys among `keys` that a record the plan does not delete (`deleting`) references."""
+    kept: set[Any] = set()
+    for child in ctx.schema.order:
+        other = ctx.schema.entity(child)
+        for ref in other.references:
+            if ref.target != entity.name:
+                continue
+            going, ordered = deleting.get(child, set()) | (keys if child == entity.name else set()), sorted_keys(keys)
+            for start in range(0, len(ordered), 1000):
+                chunk = ordered[start:start + 1000]
+                rows = await ctx.target.select_all(other, [Filter(ref.field, "in", chunk)])
+                for r in rows:
+                    if key_of(other, r) not in going:
+                        kept.add(_value(other, r, ref.field.column, ref.field.path))
+    return kept & keys
 
 
 def _exported(journal: Journal, run_id: str, entity: Entity) -> Iterator[tuple[Any, tuple[list[Any], str]]]:
