@@ -77,7 +77,7 @@ class JobConfig(RunSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def problems(self) -> dict[str, str]:
         if self.kind not in ("copy", "transfer"):  # a schedule would clone or move again and again
-            return {"kind": "a job copies or transfers; clone and move are run by hand"}
+            return {"kind": "a job copies or transfers; the other kinds are run by hand"}
         return super().problems()
 
 

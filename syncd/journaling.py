@@ -18,7 +18,7 @@ from journal.events import AnyEvent, EntryPlanned, PlanSealed, RunCancelled, Run
 
 from . import failpoints
 from .clock import now
-from .payload import pack_rows, row_hash
+from .payload import pack_rows, row_hash, update_hash
 from .plan import PlannedEntry, PlanSummary
 from .request import RunRequest
 
@@ -32,7 +32,8 @@ def planned_event(run_id: str, number: int, entry: PlannedEntry) -> EntryPlanned
     return EntryPlanned(
         run=run_id, at=now(), entry=number, entity=entry.entity, op=entry.op,
         columns=entry.columns, keys=[str(k) for k in entry.keys],
-        hashes=[row_hash(r, entry.json_at) for r in entry.rows], payload=pack_rows(entry.rows))
+        hashes=[update_hash(r, entry.json_columns) if entry.json_columns else row_hash(r, entry.json_at)
+                for r in entry.rows], payload=pack_rows(entry.rows))
 
 
 class JournalSink:

@@ -22,6 +22,13 @@ def row_hash(row: Sequence[Any], json_at: Sequence[int] = ()) -> str:
     return hashlib.blake2b(_encoder.encode(row), digest_size=16).hexdigest()
 
 
+def update_hash(row: Sequence[Any], json_columns: Collection[str]) -> str:
+    """row_hash of an update row `[key, fields, before?]`, its JSON columns' values taken as
+    canonical JSON."""
+    return row_hash([row[0], *({c: canonical_json(v) if c in json_columns else v for c, v in part.items()}
+                               for part in row[1:])])
+
+
 def canonical_json(value: Any) -> Any:
     """JSON text as sorted, compact JSON; anything else (NULL, text that is not JSON) as it is."""
     if not isinstance(value, (str, bytes)):

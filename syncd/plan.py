@@ -85,6 +85,9 @@ class PlannedEntry:
     keys: list[Any]
     rows: Sequence[Sequence[Any]]
     json_at: tuple[int, ...] = ()  # positions of the target's JSON columns: hashed canonically
+    # update entries: the target's JSON columns, whose values in `fields` and `before` are
+    # hashed canonically (jsonb's text of a before-image is not SQLite's)
+    json_columns: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

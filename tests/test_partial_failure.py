@@ -133,7 +133,7 @@ def test_rejected_batch_fails_the_run_keeps_what_was_created_and_resume_complete
     applied = output["applied"]
     n_steps = w.counts["video_steps"]
     # the batch is one transaction: all of it failed, nothing of it landed
-    assert applied["entities"]["video_steps"] == {"created": 0, "updated": 0, "skipped": 0,
+    assert applied["entities"]["video_steps"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": 0,
                                                   "failed": n_steps}
     for entity in RECORD_ENTITIES[:-1]:
         assert applied["entities"][entity] == ref_applied(reference, entity), entity

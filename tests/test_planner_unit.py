@@ -104,7 +104,8 @@ def test_update_patches_only_fields_that_differ() -> None:
                "videos": [{"id": "v1", "title": "old", "meta": {"device_id": "d1"}, "updated_at": "t0"},
                           {"id": "v2", "title": "two", "meta": {"device_id": "d2"}, "updated_at": "t0"}]}
     summary, sink = plan(context(current, entity="videos", update=True))
-    assert sink.rows("videos", "update") == [["v1", {"title": "one"}]]  # updated_at is ignored
+    # updated_at is ignored; the before-image (what revert puts back) rides along
+    assert sink.rows("videos", "update") == [["v1", {"title": "one"}, {"title": "old"}]]
     assert sink.rows("videos") == []
     assert summary.entities["videos"].update == 1
 

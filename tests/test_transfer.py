@@ -125,7 +125,7 @@ def test_self_referencing_entity_is_ordered_parents_first(tmp_path: Path) -> Non
     assert out.code == 0, out.stderr
     assert out.json()["plan"]["entities"]["folders"] == {
         "selected": 1, "dependencies": 2, "existing": 0, "create": 3, "update": 0, "dangling": 0,
-        "clone": 0}
+        "clone": 0, "delete": 0, "conflict": 0}
     assert rows(w.dev_db, "SELECT id, parent_id FROM folders ORDER BY id") == [(1, 2), (2, 3), (3, None)]
 
 

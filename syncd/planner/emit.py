@@ -60,13 +60,14 @@ def delete_entries(entity: Entity, rows: Sequence[Row], json_columns: Collection
 
 
 def update_entries(entity: Entity, patches: Sequence[Patch], before: Mapping[Any, dict[str, Any]] | None = None,
-                   size: int = BATCH) -> Iterator[PlannedEntry]:
+                   json_columns: Collection[str] = (), size: int = BATCH) -> Iterator[PlannedEntry]:
     """Rows [key, fields], or [key, fields, before] with the before-image of those fields
     (the values they had when planned) where the planner knows it: what a revert puts back."""
     columns = ["key", "fields"] if before is None else ["key", "fields", "before"]
     for batch in batches(patches, size):
         rows = [[k, f] if before is None else [k, f, before[k]] for k, f in batch]
-        yield PlannedEntry(entity.name, "update", columns, [k for k, _ in batch], rows)
+        yield PlannedEntry(entity.name, "update", columns, [k for k, _ in batch], rows,
+                           json_columns=frozenset(json_columns))
 
 
 def order_self_references(entity: Entity, rows: list[Row]) -> list[Row]:

@@ -211,7 +211,8 @@ class MovePlanner(Planner):
             move = self._moves.get(name)
             if move and move.moved:
                 patches = [(k, move.moved[k]) for k in sorted_keys(move.moved)]
-                await self._add(emit.update_entries(schema.entity(name), patches, move.before))
+                await self._add(emit.update_entries(schema.entity(name), patches, move.before,
+                                                     self.ctx.target_json_columns(name)))
 
     async def _add(self, entries: Any) -> None:
         for entry in entries:

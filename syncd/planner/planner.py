@@ -124,7 +124,8 @@ class Planner:
             await self.sink.add(entry)
         for entry in emit.create_entries(entity, rows, self.ctx.target_json_columns(entity.name)):
             await self.sink.add(entry)
-        for entry in emit.update_entries(entity, diff.updates, diff.before):
+        for entry in emit.update_entries(entity, diff.updates, diff.before,
+                                          self.ctx.target_json_columns(entity.name)):
             await self.sink.add(entry)
 
     # -- the `-v` listing -------------------------------------------------------------------

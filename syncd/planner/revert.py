@@ -108,7 +108,8 @@ class RevertPlanner(Planner):
                 before[key] = fields
         self.summary.entity(entity.name).update += len(patches)
         self._note_keys(entity.name, [k for k, _ in patches], "update", "before-image put back")
-        for entry in emit.update_entries(entity, patches, before):
+        for entry in emit.update_entries(entity, patches, before,
+                                          self.ctx.target_json_columns(entity.name)):
             await self.sink.add(entry)
 
     async def _create_deleted(self, entity: Entity, columns: list[str], rows: list[list[Any]]) -> None:
