@@ -4,6 +4,7 @@ run does, and the journal verifies."""
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 import pytest
 
@@ -135,3 +136,31 @@ def test_restore_killed_anywhere_then_resumed_equals_a_clean_restore(setup: Setu
         assert aw.tables(setup.db(env)) == expected, (point, n)
     assert run(setup.w, "journal", "verify").code == 0
 
+
+
+EXPORT_POINTS = [("plan.after-append", 1), ("apply.after-effect", 2), ("export.after-zip", 1)]
+
+
+def _records(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist() if n.startswith("records/")}
+
+
+def test_export_killed_then_resumed_writes_the_archive_a_clean_export_writes(setup: Setup) -> None:
+    args = lambda out: ("export", "-s", "prod", "-o", str(out), "--entity", "videos", "--yes")  # noqa: E731
+    clean = setup.w.root / "clean.zip"
+    assert run(setup.w, *args(clean)).code == 0
+    for i, (point, n) in enumerate(EXPORT_POINTS):
+        out = setup.w.root / f"killed{i}.zip"
+        killed = run_process(setup.w, *args(out), env={**GROUP, "SYNCD_FAILPOINT": f"{point}:{n}"})
+        assert killed.code == -9, (point, killed.stderr)
+        target = "archive:" + str(out)
+        runs = [r for r in run(setup.w, "runs", "--json").json() if r["target"] == target]
+        assert len(runs) == 1, (point, runs)
+        resumed = run_process(setup.w, "resume", runs[0]["run_id"], "--yes")
+        assert resumed.code == 0, (point, resumed.stderr)
+        assert _records(out) == _records(clean), point
+        assert run(setup.w, "archive", "verify", str(out)).code == 0
+        assert not out.with_name(out.name + ".staging.db").exists()
+        shown = run(setup.w, "show", runs[0]["run_id"], "--json").json()
+        assert shown["archive"]["sha256"] == shown["plan"]["archive"]["sha256"], point

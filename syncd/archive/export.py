@@ -90,7 +90,8 @@ def write_archive(run: RunRow, schema: Schema) -> Written:
         if new_ids:
             _check_no_collision(conn, schema, new_ids)
         with ArchiveWriter(path) as writer:
-            counts, files = _write_records(writer, conn, schema, names, new_ids)
+            counts, files = _write_records(writer, conn, schema, names, new_ids,
+                                           bool(run.options.get("copy_files")))
             if run.options.get("copy_files"):
                 _write_files(writer, files)
             maps = _write_new_ids(writer, conn, schema, new_ids) if new_ids else {}
@@ -122,14 +123,15 @@ def _rows(conn: sqlite3.Connection, entity: Entity) -> Iterator[tuple[Any, ...]]
 
 
 def _write_records(writer: ArchiveWriter, conn: sqlite3.Connection, schema: Schema, names: list[str],
-                   new_ids: NewIds | None) -> tuple[dict[str, int], dict[str, str]]:
+                   new_ids: NewIds | None, with_files: bool) -> tuple[dict[str, int], dict[str, str]]:
     counts: dict[str, int] = {}
     files: dict[str, str] = {}  # URI → sha256 (filled by _write_files); here: URIs seen
     for name in names:
         entity = schema.entity(name)
+        blob_fields = entity.blob_fields if with_files else ()
         with writer.records(name) as member:
             for row in _rows(conn, entity):
-                for f in entity.blob_fields:
+                for f in blob_fields:
                     if is_uri(uri := field_value(entity, row, f)):
                         files[uri] = ""
                 member.write(encode_record(entity.columns, new_ids.row(entity, row) if new_ids else row))

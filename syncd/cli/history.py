@@ -67,7 +67,7 @@ def _run_json(r: RunRow) -> dict[str, Any]:
             "status": r.status, "error": r.error, "options": r.options, "entry_count": r.entries,
             "counts": r.counts, "matched": r.matched, "already_in_target": _existing(r),
             "attempts": r.attempts, "started_at": r.started_at, "sealed_at": r.sealed_at,
-            "finished_at": r.finished_at}
+            "finished_at": r.finished_at} | ({"archive": r.summary["archive"]} if "archive" in r.summary else {})
 
 
 @cli.command()

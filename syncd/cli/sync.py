@@ -314,6 +314,8 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
     if row.status == "cancelled":
         raise RunStateError(f"run {run_id} was cancelled ({row.error}); it cannot be resumed")
     if row.status == "completed":
+        if anyio.run(ops.finish_export, config, journal, run_id):  # died writing its zip
+            err.print(f"Run {run_id}: its archive is written now.")
         err.print(f"Run {run_id} is already completed; nothing to do.")
         emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
                     applied_counts(journal, run_id))
