@@ -85,9 +85,10 @@ CASES: dict[str, Callable[[Members], str | None]] = {
 }
 
 
-def _journal_bytes(w: world_module.World) -> bytes:
-    path = w.root / "journal.db"
-    return path.read_bytes() if path.exists() else b""
+def _journal_bytes(w: world_module.World) -> tuple[str, str]:
+    """The journal's head (SEQ:HASH of its last event) and its runs: any append changes them.
+    (Not the file's bytes: a WAL checkpoint rewrites those without a new event.)"""
+    return run(w, "journal", "head").stdout, run(w, "runs", "--json").stdout
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
