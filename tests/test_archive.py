@@ -292,3 +292,26 @@ def test_show_lists_entities_and_counts(w, tmp_path):
     assert {e["name"]: e["count"] for e in manifest["entities"]}["videos"] == 2
     table = run(w, "archive", "show", str(out))
     assert "videos" in table.stdout and table.code == 0
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_written(w, tmp_path):
+    out = tmp_path / "a.zip"
+    export(w, out, *VIDEOS, "-l", "1")
+    export_run = _last_run(w)
+    before, runs = aw.tables(w.root / "empty.db"), run(w, "runs", "--json").stdout
+    cases = [
+        ("import", str(out), "-t", "empty", "--resolver", "no_such_module:Thing", "--yes"),
+        ("import", str(out), "-t", "empty", "--resolver", "latest", "--yes"),
+        ("import", str(tmp_path / "missing.zip"), "-t", "empty", "--yes"),
+        ("import", str(out), "-t", "nowhere", "--yes"),
+        ("export", "-s", "prod", "-o", str(out), "--all", "--yes"),  # never overwritten
+        ("export", "-s", "prod", "-o", str(tmp_path / "b.zip"), "--all", "--entity", "videos", "--yes"),
+        ("revert", export_run, "--yes"),
+    ]
+    for args in cases:
+        result = run(w, *args)
+        assert result.code == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert aw.tables(w.root / "empty.db") == before
+    assert run(w, "runs", "--json").stdout == runs
+    assert not (tmp_path / "b.zip").exists()
