@@ -80,7 +80,16 @@ def run_demo() -> None:
     syncd(world, "runs")
     header("6. Audit one transferred video")
     syncd(world, "audit", first_video_in(world.dev_db), "--entity", "videos")
-    header("7. Verify the journal's hash chain and projections")
+    header("7. Back dev up into an archive, undo the transfer, then restore the backup")
+    backup = world.root / "dev-backup.zip"
+    syncd(world, "backup", "dev", "-o", str(backup))
+    syncd(world, "archive", "show", str(backup))
+    runs = json.loads(syncd(world, "runs", "--json", capture=True))
+    transfer_run = next(r["run_id"] for r in runs if r["kind"] == "transfer" and r["counts"]["created"])
+    syncd(world, "revert", transfer_run, "--yes")  # dev as before step 3...
+    syncd(world, "restore", str(backup), "-t", "dev", "--yes", "--no-backup")  # ...and back again
+    check_nothing_to_create(json.loads(syncd(world, *TRANSFER, "--yes", "--json", capture=True)))
+    header("8. Verify the journal's hash chain and projections")
     syncd(world, "journal", "verify")
     print("\ndemo ok")
 
