@@ -22,6 +22,7 @@ from .events import (
     EntryPlanned,
     Event,
     ArchiveWritten,
+    CheckpointSealed,
     MarkAdvanced,
     PlanSealed,
     RunCancelled,
@@ -41,7 +42,7 @@ __all__ = [
     "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
     "DECISIONS", "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "Head", "HistoryRow",
     "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
-    "ArchiveWritten", "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
+    "ArchiveWritten", "CheckpointSealed", "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",
     "SqliteJournal", "UnknownEntry", "UnknownRun", "UnsupportedURL", "VerifyReport",
     "open_journal", "parse_head",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from .events import AnyEvent, EntryApplied, EntryPlanned
+from .events import AnyEvent, CheckpointSealed, EntryApplied, EntryPlanned
 from .head import Head
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .states import EntryState, RunStatus
@@ -55,6 +55,9 @@ class Journal(Protocol):
 
     def applied(self, run_id: str, entry: int) -> EntryApplied | None:
         """The entry's latest outcome, None while pending."""
+
+    def checkpoints(self, run_id: str) -> list[CheckpointSealed]:
+        """The run's sealed checkpoints, oldest first (what a cut-off planner resumes from)."""
 
     # -- record index -----------------------------------------------------------------------
     def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:

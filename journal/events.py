@@ -40,6 +40,20 @@ class PlanSealed(Event, frozen=True):
     summary: dict[str, Any] = {}  # the plan table, as in `--json` "plan"
 
 
+class CheckpointSealed(Event, frozen=True):
+    """The plan so far, made durable with its entries (architecture §7): entries 1..`entries`
+    may be applied while planning goes on, and a planner cut off after this resumes from
+    `cursor` (the planner's position, opaque here). `known` and `remaps` are what the planner
+    decided since the previous checkpoint (parent keys it will not plan again; natural-key
+    matches source key → target key, per entity); `summary` is the plan table so far."""
+
+    entries: int
+    cursor: Any
+    summary: dict[str, Any] = {}
+    known: dict[str, list[Any]] = {}
+    remaps: dict[str, list[list[Any]]] = {}
+
+
 class ApplyStarted(Event, frozen=True):
     attempt: int  # 1 for the first apply, 2.. for resumes
 
@@ -86,7 +100,7 @@ class ArchiveWritten(Event, frozen=True):
     size: int
 
 
-AnyEvent = (RunStarted | EntryPlanned | PlanSealed | ApplyStarted | EntryApplied | RunFinished
+AnyEvent = (RunStarted | EntryPlanned | CheckpointSealed | PlanSealed | ApplyStarted | EntryApplied | RunFinished
             | RunCancelled | MarkAdvanced | ArchiveWritten)
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")

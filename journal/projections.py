@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from .events import (
-    AnyEvent, ApplyStarted, ArchiveWritten, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunFinished,
+    AnyEvent, ApplyStarted, ArchiveWritten, CheckpointSealed, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunFinished,
     RunStarted,
 )
 from .states import OUTCOMES
@@ -36,8 +36,8 @@ def _run_started(conn: sqlite3.Connection, seq: int, ev: RunStarted) -> None:
     conn.execute("DELETE FROM entries WHERE run = ?", (ev.run,))
     conn.execute(
         "INSERT OR REPLACE INTO runs (run, kind, source, target, options, status, started_at,"
-        " sealed_at, finished_at, entries, summary, attempts, error, started_seq)"
-        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?)",
+        " sealed_at, finished_at, entries, summary, attempts, error, started_seq, checkpoint)"
+        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?, 0)",
         (ev.run, ev.kind, ev.source, ev.target, to_json(ev.options), ev.at, seq),
     )
 
@@ -54,10 +54,17 @@ def _entry_planned(conn: sqlite3.Connection, seq: int, ev: EntryPlanned) -> None
     # lazily from the log (journal/index.py).
 
 
+def _checkpoint_sealed(conn: sqlite3.Connection, seq: int, ev: CheckpointSealed) -> None:
+    conn.execute("UPDATE runs SET checkpoint = ?, summary = ? WHERE run = ?",
+                 (ev.entries, to_json(ev.summary), ev.run))
+
+
 def _plan_sealed(conn: sqlite3.Connection, seq: int, ev: PlanSealed) -> None:
+    # An applier following the checkpoints may have started already: the run stays applying.
     conn.execute(
-        "UPDATE runs SET status = 'planned', sealed_at = ?, summary = ? WHERE run = ?",
-        (ev.at, to_json(ev.summary), ev.run),
+        "UPDATE runs SET status = CASE status WHEN 'applying' THEN 'applying' ELSE 'planned' END,"
+        " sealed_at = ?, summary = ?, checkpoint = ? WHERE run = ?",
+        (ev.at, to_json(ev.summary), ev.entries, ev.run),
     )
 
 
@@ -115,6 +122,7 @@ def _archive_written(conn: sqlite3.Connection, seq: int, ev: ArchiveWritten) -> 
 _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
     RunStarted: _run_started,
     EntryPlanned: _entry_planned,
+    CheckpointSealed: _checkpoint_sealed,
     PlanSealed: _plan_sealed,
     ApplyStarted: _apply_started,
     EntryApplied: _entry_applied,

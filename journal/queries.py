@@ -21,7 +21,7 @@ SELECT r.run, r.kind, r.source, r.target, r.options, r.status, r.started_at, r.s
        r.finished_at, r.entries, r.summary, r.attempts, r.error,
        COALESCE(SUM(e.created), 0), COALESCE(SUM(e.skipped), 0),
        COALESCE(SUM(e.updated), 0), COALESCE(SUM(e.failed), 0), COALESCE(SUM(e.deleted), 0),
-       COALESCE(SUM(CASE WHEN e.op IN ('match', 'clone') THEN e.skipped END), 0)
+       COALESCE(SUM(CASE WHEN e.op IN ('match', 'clone') THEN e.skipped END), 0), r.checkpoint
 FROM runs r LEFT JOIN entries e ON e.run = r.run
 """
 
@@ -50,7 +50,7 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
         options=msgspec.json.decode(row[4]), status=row[5], started_at=row[6],
         sealed_at=row[7], finished_at=row[8], entries=row[9],
         summary=msgspec.json.decode(row[10]), attempts=row[11], counts=counts, error=row[12],
-        matched=row[18],
+        matched=row[18], checkpoint=row[19] or 0,
     )
 
 

@@ -39,6 +39,9 @@ class RunRow(msgspec.Struct, frozen=True):
     # matches (also among the plan's records already in the target) and clones' new keys,
     # which write nothing.
     matched: int = 0
+    # Entries 1..checkpoint are sealed (a CheckpointSealed, or the PlanSealed): an applier may
+    # apply them while the rest is planned (architecture §7).
+    checkpoint: int = 0
 
 
 class MarkRow(msgspec.Struct, frozen=True):

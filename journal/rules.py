@@ -9,31 +9,36 @@ import sqlite3
 
 from .errors import RejectedEvent
 from .events import (
-    AnyEvent, ApplyStarted, ArchiveWritten, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunStarted,
+    AnyEvent, ApplyStarted, ArchiveWritten, CheckpointSealed, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunStarted,
     type_name,
 )
 
 
 def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
-    run = conn.execute("SELECT sealed_at, entries, status FROM runs WHERE run = ?", (event.run,)).fetchone()
+    run = conn.execute("SELECT sealed_at, entries, status, checkpoint FROM runs WHERE run = ?",
+                       (event.run,)).fetchone()
     if isinstance(event, RunStarted):
-        if run is not None and run[0] is not None:
-            raise RejectedEvent(f"run {event.run!r} is already sealed; it cannot be started again")
+        if run is not None and (run[0] is not None or run[3]):
+            raise RejectedEvent(f"run {event.run!r} is already {'sealed' if run[0] else 'checkpointed'};"
+                                " it cannot be started again")
         return
     if run is None:
         raise RejectedEvent(f"{type_name(event)} for unknown run {event.run!r} (no RunStarted)")
-    sealed, planned = run[0] is not None, run[1]
+    sealed, planned, checkpoint = run[0] is not None, run[1], run[3] or 0
     if run[2] == "cancelled" and not isinstance(event, MarkAdvanced):
         raise RejectedEvent(f"run {event.run!r} was cancelled; nothing more of it is planned or applied")
     if isinstance(event, RunCancelled) and run[2] == "completed":
         raise RejectedEvent(f"run {event.run!r} is completed; there is nothing left to cancel")
     if isinstance(event, EntryPlanned):
         _check_planned(conn, event, sealed)
-    elif isinstance(event, PlanSealed):
+    elif isinstance(event, (PlanSealed, CheckpointSealed)):
         _check_sealed(event, sealed, planned)
-    elif isinstance(event, ApplyStarted) and not sealed:
+    elif isinstance(event, ApplyStarted) and not (sealed or checkpoint):
         raise RejectedEvent(f"run {event.run!r} is not sealed; an unsealed plan is never applied")
     elif isinstance(event, EntryApplied):
+        if not sealed and event.entry > checkpoint:
+            raise RejectedEvent(f"run {event.run!r} entry {event.entry} is not sealed by a checkpoint yet;"
+                                " an unsealed entry is never applied")
         _check_applied(conn, event)
     elif isinstance(event, MarkAdvanced):
         _check_mark(conn, event)
@@ -54,12 +59,12 @@ def _check_planned(conn: sqlite3.Connection, event: EntryPlanned, sealed: bool) 
         raise RejectedEvent(f"{where} is already planned")
 
 
-def _check_sealed(event: PlanSealed, sealed: bool, planned: int) -> None:
+def _check_sealed(event: PlanSealed | CheckpointSealed, sealed: bool, planned: int) -> None:
     if sealed:
         raise RejectedEvent(f"run {event.run!r} is already sealed")
     if event.entries != planned:
         raise RejectedEvent(
-            f"run {event.run!r}: PlanSealed says {event.entries} entries but {planned} were planned"
+            f"run {event.run!r}: {type_name(event)} says {event.entries} entries but {planned} were planned"
         )
 
 

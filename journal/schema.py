@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported by the callers that create tables: opening a journ
 SCHEMA_VERSION = "1"
 # The projections' layout: a journal whose projections were built by another layout has them
 # dropped and rebuilt from its events when opened (they are derived data).
-PROJECTIONS_VERSION = "4"
+PROJECTIONS_VERSION = "5"
 APPEND_ONLY = "journal events are append-only"
 
 # Projection table -> its primary key, which is also the order snapshots are taken in.
@@ -63,6 +63,7 @@ def create_projections(db: Database) -> None:
             "status": str, "started_at": str, "sealed_at": str, "finished_at": str,
             "entries": int, "summary": str, "attempts": int, "error": str,
             "started_seq": int,  # orders runs newest first without trusting clocks
+            "checkpoint": int,  # entries 1..checkpoint are sealed: an applier may apply them
         },
         pk="run",
         if_not_exists=True,

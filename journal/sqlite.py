@@ -23,7 +23,7 @@ import msgspec
 from . import index, queries, rules, schema
 from .chain import GENESIS, link
 from .errors import JournalError, JournalIntegrityError, JournalStorageError, NotAJournal, UnknownEntry
-from .events import AnyEvent, EntryApplied, EntryPlanned, decode, encode, type_name
+from .events import AnyEvent, CheckpointSealed, EntryApplied, EntryPlanned, decode, encode, type_name
 from .head import Head, HeadFile
 from .projections import project, replay
 from .resolve import resolve_run
@@ -368,6 +368,12 @@ class SqliteJournal:
         """The entry's latest outcome, or None while it is pending."""
         seq = self._entry_seqs(run_id, entry)[1]
         return None if seq is None else self._event_at(seq, EntryApplied)
+
+    def checkpoints(self, run_id: str) -> list[CheckpointSealed]:
+        with self._reading() as conn:
+            rows = conn.execute("SELECT seq, body FROM events WHERE run = ? AND type = ? ORDER BY seq",
+                                (run_id, CheckpointSealed.__name__)).fetchall()
+        return [event for seq, body in rows if isinstance(event := _decode(seq, body), CheckpointSealed)]
 
     def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:
         """Every planned operation on the record `key`, oldest first."""

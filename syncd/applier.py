@@ -71,34 +71,81 @@ class Applier:
         self.file_workers = file_workers
         self._resuming = False
         self._clone = False
+        self._blocked: set[str] = set()  # entities a failed entry blocks (and their dependents)
 
-    async def run(self) -> ApplyResult:
+    async def run(self, *, followed: bool = False) -> ApplyResult:
+        """Apply what the sealed run has left, then end it (RunFinished). `followed`: an
+        applier process applied it while it was planned and exited cleanly, so only entries
+        it never reached are left (its failures stand: resume retries them), and its
+        ApplyStarted is this attempt's."""
         run = self.journal.run(self.run_id)
         if run is None or run.sealed_at is None:
             raise RunStateError(f"run {self.run_id} has no sealed plan")
         if run.status in ("completed", "cancelled"):
             raise RunStateError(f"run {self.run_id} is {run.status}; it cannot be applied again")
-        todo = list(self.journal.entries(self.run_id, states=TODO_STATES))
+        todo = list(self.journal.entries(self.run_id, states=("pending",) if followed else TODO_STATES))
         self._resuming = run.attempts > 0  # an earlier attempt may have written pending entries
         self._clone = run.kind in ("clone", "move")  # every row created: its key was chosen new
-        self.progress.on_start(sum(e.records for e in todo if e.op != "copy"),
-                               sum(e.records for e in todo if e.op == "copy"))
-        await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
-        result = ApplyResult("completed")
+        if todo or not followed:
+            self.progress.on_start(sum(e.records for e in todo if e.op != "copy"),
+                                   sum(e.records for e in todo if e.op == "copy"))
+            await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
+        result = self._followed_result() if followed else ApplyResult("completed")
         if run.kind == "move":  # one target transaction for the whole plan
             await self._apply_atomic(todo, run.summary.get("move") or {}, result)
         else:
-            async with task_group() as tasks:
-                send, receive = anyio.create_memory_object_stream[Loaded](READ_AHEAD)
-                tasks.start_soon(self._read_ahead, todo, send)
-                await self._apply_all(receive, result)
-                tasks.cancel_scope.cancel()  # stopped early: the reader may still be waiting
+            await self._apply_entries(todo, result)
         await self._append(RunFinished(run=self.run_id, at=now(), status=result.status,
                                        error="; ".join(result.failures[:3]) or None))
         return result
 
+    async def follow(self, poll: float = 0.05) -> bool:
+        """Apply the run's entries as its planner seals checkpoints, while it plans the rest
+        (the applier process, syncd/follower.py). True once the run is sealed and every entry
+        has been applied once; False when told to stop, or when the planning ended without a
+        seal (interrupted or failed: resume plans on from the last checkpoint). Appends
+        ApplyStarted before its first entry, never RunFinished: the planning process ends the
+        run when this has returned."""
+        applied_up_to, started = 0, False
+        result = ApplyResult("completed")
+        while not self.stopping():
+            run = self.journal.run(self.run_id)
+            if run is not None and run.status not in ("planning", "planned", "applying"):
+                return False
+            ready = 0 if run is None else run.checkpoint
+            todo = [e for e in self.journal.entries(self.run_id, states=("pending",))
+                    if applied_up_to < e.entry <= ready] if ready > applied_up_to else []
+            if todo and run is not None:
+                if not started:
+                    self._resuming = run.attempts > 0  # a killed applier may have written some
+                    await self._append(ApplyStarted(run=self.run_id, at=now(), attempt=run.attempts + 1))
+                    started = True
+                await self._apply_entries(todo, result)
+                if result.status == "interrupted":
+                    return False
+            applied_up_to = ready
+            if run is not None and run.sealed_at is not None and ready >= run.entries:
+                return True
+            await anyio.sleep(poll)
+        return False
+
+    def _followed_result(self) -> ApplyResult:
+        """The failures an applier process recorded."""
+        result = ApplyResult("completed")
+        for row in self.journal.entries(self.run_id, states=("failed",)):
+            result.status = "failed"
+            result.failures.append(f"{row.entity} entry {row.entry}: {row.error}")
+        return result
+
+    async def _apply_entries(self, todo: list[EntryRow], result: ApplyResult) -> None:
+        async with task_group() as tasks:
+            send, receive = anyio.create_memory_object_stream[Loaded](READ_AHEAD)
+            tasks.start_soon(self._read_ahead, todo, send)
+            await self._apply_all(receive, result)
+            tasks.cancel_scope.cancel()  # stopped early: the reader may still be waiting
+
     async def _apply_all(self, loaded: MemoryObjectReceiveStream[Loaded], result: ApplyResult) -> None:
-        blocked: set[str] = set()
+        blocked = self._blocked
         async with loaded:
             async for row, entry, rows in loaded:
                 if self.stopping():

@@ -3,6 +3,7 @@ and the daemon. Opening the stores and checking the request first is syncd/adapt
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,8 +19,9 @@ from .config import Config
 from .adapters import connect, load_schema, open_store
 from .errors import ConflictError, Interrupted, RunStateError
 from .journaling import JournalSink, NullSink
-from .locks import hold_run_lock
-from .plan import PlanSummary, RecordAction
+from .follower import Follower
+from .locks import FileLock, hold_run_lock
+from .plan import Checkpoint, PlanSummary, RecordAction
 from .planner import PlanContext, PlanSink, Planner
 from .planner.clone import ClonePlanner
 from .planner.entities import EntityPlanner
@@ -31,12 +33,27 @@ from .schema import Schema
 from .tasks import task_group
 
 
+# SYNCD_OVERLAP=0 plans first and applies after, in one process, even where the planner makes
+# checkpoints (a comparison for benchmarks, a fallback if the second process is unwelcome).
+OVERLAP_VAR = "SYNCD_OVERLAP"
+
+
+@dataclass
+class Applying:
+    """An applier process applying a run's checkpoints while it is planned, and the run's
+    lock, held by the planning process until apply() has ended the run."""
+
+    follower: Follower
+    lock: FileLock
+
+
 @dataclass
 class Planned:
     run_id: str | None  # None for a dry run
     summary: PlanSummary
     entries: int
     actions: list[RecordAction] | None
+    applying: Applying | None = None
 
 
 def planner_for(ctx: PlanContext, sink: PlanSink, **options: Any) -> Planner:
@@ -81,16 +98,38 @@ def label_keys(journal: Journal, schema: Schema, env: str, labels: tuple[str, ..
 
 
 async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = False,
-               stopping: Callable[[], bool] = lambda: False, run_id: str | None = None) -> Planned:
-    """Plan into the journal (sealed at the end), or nowhere when journal is None (dry run)."""
+               stopping: Callable[[], bool] = lambda: False, run_id: str | None = None,
+               overlap: Config | None = None, lock: FileLock | None = None) -> Planned:
+    """Plan into the journal (sealed at the end), or nowhere when journal is None (dry run).
+
+    With `overlap` (the config) and a planner that makes checkpoints, an applier process
+    starts applying them at once (syncd/follower.py): `Planned.applying`, which apply()
+    then waits for. It holds the run's `lock` (taken here when not given) until apply() ends.
+    A run whose planning was cut off after a checkpoint is planned on from there."""
     ctx.journal = ctx.journal or journal
     if journal is None:
         sink = NullSink()
         planner = planner_for(ctx, sink, verbose=verbose, stopping=stopping)
         return Planned(None, await planner.run(), sink.entries, planner.actions)
+    # A planning cut off after checkpoints goes on from the last. (A new run has none, and
+    # asking would create the journal file before the planner has found any input error.)
+    checkpoints = journal.checkpoints(run_id) if run_id else []
     run_id = run_id or new_run_id()
-    jsink = JournalSink(journal, run_id, ctx.request)
+    applying: Applying | None = None
+
+    def start_applying() -> None:  # at the first checkpoint: a plan of one group never needs it
+        nonlocal applying
+        if applying is None and overlap is not None and os.environ.get(OVERLAP_VAR) != "0":
+            applying = Applying(Follower.start(overlap, run_id, ctx.request.target),
+                                lock or hold_run_lock(journal.path, run_id))
+
+    jsink = JournalSink(journal, run_id, ctx.request, resumed=checkpoints[-1] if checkpoints else None,
+                        on_checkpoint=start_applying)
     planner = planner_for(ctx, jsink, verbose=verbose, stopping=stopping)
+    jsink.checkpointed = planner.checkpointed
+    if checkpoints:
+        planner.resume_from([Checkpoint(c.cursor, c.summary, c.known, c.remaps) for c in checkpoints])
+        start_applying()  # what the checkpoints sealed is applied while planning goes on
     try:
         async with task_group() as tasks:
             tasks.start_soon(jsink.write)
@@ -103,24 +142,38 @@ async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = Fal
         await jsink.abort("interrupted" if interrupted else "failed",
                           "planning interrupted; resume plans again" if interrupted
                           else f"planning failed: {exc}", cancel=isinstance(exc, ConflictError))
+        if applying is not None:
+            applying.follower.stop()  # it stops after the entry in hand
+            if applying.lock is not lock:
+                applying.lock.release()
         raise
     await jsink.seal(summary)
-    return Planned(run_id, summary, jsink.entries, planner.actions)
+    return Planned(run_id, summary, jsink.entries, planner.actions, applying)
 
 
 async def apply(config: Config, journal: Journal, run_id: str, *,
                 stopping: Callable[[], bool] = lambda: False,
                 progress: Progress | None = None,
-                file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> ApplyResult:
-    with hold_run_lock(journal.path, run_id):
+                file_workers: int = blobs.DEFAULT_FILE_WORKERS,
+                applying: Applying | None = None) -> ApplyResult:
+    """Apply a sealed run and end it. With `applying`, an applier process has been applying
+    it while it was planned: wait for it, then apply what it did not reach."""
+    progress = progress or Progress()
+    with applying.lock if applying else hold_run_lock(journal.path, run_id):
         run = journal.run(run_id)  # read under the lock: another applier may just have ended it
         if run is None:
             raise RunStateError(f"unknown run {run_id}")
+        followed = False
+        if applying is not None:
+            progress.on_start(sum(e.records for e in journal.entries(run_id) if e.op != "copy"), 0)
+            async with task_group() as tasks:  # the planning is done: its core indexes the run meanwhile
+                tasks.start_soon(anyio.to_thread.run_sync, journal.catch_up_index)
+                followed = await applying.follower.wait(journal, run_id, progress.on_entry, stopping)
         target = open_store(config, run.target, readonly=False)
         try:
             schema = await load_schema(config, target)
             result = await Applier(journal, run_id, target, schema, stopping=stopping,
-                                   progress=progress, file_workers=file_workers).run()
+                                   progress=progress, file_workers=file_workers).run(followed=followed)
         finally:
             await target.close()
     if result.status == "completed":
@@ -152,9 +205,12 @@ async def finish_export(config: Config, journal: Journal, run_id: str) -> Writte
 
 async def replan(config: Config, journal: Journal, run_id: str, *,
                  stopping: Callable[[], bool] = lambda: False,
-                 file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> Planned:
-    """Plan a run again whose planning was cut off before its seal (nothing was applied)."""
-    with hold_run_lock(journal.path, run_id):
+                 file_workers: int = blobs.DEFAULT_FILE_WORKERS, overlap: bool = False) -> Planned:
+    """Plan a run again whose planning was cut off before its seal: from its last checkpoint
+    (what the checkpoints sealed may be applied already), or from the start when it has none
+    (nothing was applied). With `overlap`, as plan() does."""
+    lock = hold_run_lock(journal.path, run_id)
+    try:
         run = journal.run(run_id)
         assert run is not None
         if run.sealed_at is not None or run.status == "cancelled":
@@ -163,22 +219,31 @@ async def replan(config: Config, journal: Journal, run_id: str, *,
         request = RunRequest.from_options(run.options)
         async with connect(config, request) as ctx:
             ctx.file_workers = file_workers
-            return await plan(ctx, journal, stopping=stopping, run_id=run_id)
+            planned = await plan(ctx, journal, stopping=stopping, run_id=run_id,
+                                 overlap=config if overlap else None, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    if planned.applying is None:
+        lock.release()
+    return planned
 
 
 async def plan_and_apply(config: Config, journal: Journal, request: RunRequest, *,
                          run_id: str | None = None,
                          stopping: Callable[[], bool] = lambda: False) -> tuple[Planned, str]:
-    """Plan a run into the journal and apply it at once (the daemon's jobs); the status."""
+    """Plan a run into the journal and apply it at once, overlapped where the planner makes
+    checkpoints (the daemon's jobs); the status."""
     async with connect(config, request) as ctx:
-        planned = await plan(ctx, journal, stopping=stopping, run_id=run_id)
+        planned = await plan(ctx, journal, stopping=stopping, run_id=run_id, overlap=config)
     assert planned.run_id is not None
-    return planned, (await apply(config, journal, planned.run_id, stopping=stopping)).status
+    result = await apply(config, journal, planned.run_id, stopping=stopping, applying=planned.applying)
+    return planned, result.status
 
 
 async def finish_run(config: Config, journal: Journal, run_id: str, *,
                      stopping: Callable[[], bool] = lambda: False) -> str:
-    """Bring a journaled run to its end, as `syncd resume` does: plan it again if its planning
+    """Bring a journaled run to its end, as `syncd resume` does: plan it on if its planning
     was cut off, then apply what it has not applied. Returns the run's status."""
     run = journal.run(run_id)
     if run is None:
@@ -187,9 +252,10 @@ async def finish_run(config: Config, journal: Journal, run_id: str, *,
         await finish_export(config, journal, run_id)  # an export that died writing its zip
     if run.status in ("completed", "cancelled"):
         return run.status
+    applying = None
     if run.sealed_at is None:
-        await replan(config, journal, run_id, stopping=stopping)
-    return (await apply(config, journal, run_id, stopping=stopping)).status
+        applying = (await replan(config, journal, run_id, stopping=stopping, overlap=True)).applying
+    return (await apply(config, journal, run_id, stopping=stopping, applying=applying)).status
 
 
 def cancel(journal: Journal, run_id: str, reason: str) -> None:

@@ -48,5 +48,26 @@ def pack_rows(rows: Sequence[Sequence[Any]]) -> bytes:
     return zlib.compress(_encoder.encode(rows), 1)
 
 
+def pack_and_hash(rows: Sequence[Sequence[Any]], json_at: Sequence[int] = ()) -> tuple[bytes, list[str]]:
+    """pack_rows(rows) and [row_hash(r, json_at) for r in rows], each row encoded once: a
+    msgpack array is its header followed by its items' encodings, so the bytes hashed are
+    the bytes stored (rows with JSON columns are hashed in their canonical form instead)."""
+    encoded = [_encoder.encode(r) for r in rows]
+    if json_at:
+        hashes = [row_hash(r, json_at) for r in rows]
+    else:
+        hashes = [hashlib.blake2b(b, digest_size=16).hexdigest() for b in encoded]
+    return zlib.compress(_array_header(len(encoded)) + b"".join(encoded), 1), hashes
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's array header for n items (fixarray, array 16 or array 32)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
 def unpack_rows(payload: bytes) -> list[list[Any]]:
     return _decoder.decode(zlib.decompress(payload))

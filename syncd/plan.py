@@ -22,6 +22,25 @@ Action = Literal["create", "skip", "update", "match", "copy", "conflict", "dangl
 
 
 @dataclass
+class Checkpoint:
+    """A planner's position between two groups of roots (architecture §7): the journal seals
+    the entries planned so far with it, and a planner cut off later resumes from it. `known`
+    and `remaps` hold only what was decided since the previous checkpoint the planner made."""
+
+    cursor: dict[str, Any]
+    summary: dict[str, Any]
+    known: dict[str, list[Any]] = field(default_factory=dict)  # entity → parent keys decided
+    remaps: dict[str, list[list[Any]]] = field(default_factory=dict)  # entity → [source, target]
+    more: bool = True  # False after the last group: the seal follows, no checkpoint is needed
+
+    def merge(self, later: Checkpoint) -> Checkpoint:
+        """This checkpoint followed by a later one: the later position, both sets of decisions."""
+        known = {k: [*self.known.get(k, ()), *later.known.get(k, ())] for k in {*self.known, *later.known}}
+        remaps = {k: [*self.remaps.get(k, ()), *later.remaps.get(k, ())] for k in {*self.remaps, *later.remaps}}
+        return Checkpoint(later.cursor, later.summary, known, remaps, later.more)
+
+
+@dataclass
 class EntityCounts:
     selected: int = 0
     dependencies: int = 0

@@ -24,6 +24,7 @@ import world as world_module
 from conftest import SYNCD, Result, files, run, run_process, snapshot
 from journal import ApplyStarted, EntryApplied, Journal, open_journal
 from syncd import failpoints, journaling
+from syncd.planner import context as planner_context
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes", "--json")
 SEED = 7
@@ -38,6 +39,7 @@ SWEEP_GROUP_RECORDS = 50
 # (the point is never reached that often, so the run must complete untouched).
 SWEEP: list[tuple[str, int | str]] = [
     *(("plan.after-append", n) for n in (1, 2, 3, "last", "past")),
+    *(("plan.after-checkpoint", n) for n in (1, "last")),  # between two checkpoints
     *(("apply.before-entry", n) for n in (1, 6, "last", "past")),
     *(("apply.after-effect", n) for n in (*range(1, 9), "last")),  # effect done, outcome lost
     *(("apply.after-outcome", n) for n in (1, 5, "last")),
@@ -48,7 +50,7 @@ SWEEP: list[tuple[str, int | str]] = [
 
 
 WRITES = ("create", "update", "delete")  # entry ops that write records in a target transaction
-POINTS = ("plan.after-append", "apply.before-entry", "store.before-commit", "apply.after-effect",
+POINTS = ("plan.after-append", "plan.after-checkpoint", "apply.before-entry", "store.before-commit", "apply.after-effect",
           "apply.after-outcome", "file.before-rename", "file.after-copy")
 
 
@@ -96,6 +98,22 @@ def reference_run(root: Path, videos: int, group_records: int | None = None) -> 
     assert all(e["state"] == "done" for e in show["entries"])
     assert set(counted) <= set(POINTS)
     return Reference(w, snapshot(w), files(w), show["entries"], output, counted)
+
+
+# This module kills the one process of a run planned, then applied (SYNCD_OVERLAP=0): the
+# applier process of an overlapped run has its own sweep (test_overlap_crash.py). Groups of
+# CHUNK_ROOTS roots make the plan several checkpoints, so plan.after-append:1..3 cut planning
+# off between two of them (a resume plans on from the last).
+CHUNK_ROOTS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sequential_checkpointed() -> Any:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNCD_OVERLAP", "0")
+        mp.setenv("SYNCD_CHUNK_ROOTS", str(CHUNK_ROOTS))
+        mp.setattr(planner_context, "CHUNK", CHUNK_ROOTS)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import anyio
 
 from syncd.config import EntityConfig
 from syncd.filters import parse_filters
-from syncd.plan import PlannedEntry, PlanSummary
+from syncd.plan import Checkpoint, PlannedEntry, PlanSummary
 from syncd.planner import Planner, PlanContext
 from syncd.planner.closure import ParentClosure
 from syncd.planner.diff import diff_rows
@@ -42,9 +42,13 @@ SOURCE_ROWS: dict[str, list[dict[str, Any]]] = {
 class ListSink:
     def __init__(self) -> None:
         self.entries: list[PlannedEntry] = []
+        self.checkpoints: list[Checkpoint] = []
 
     async def add(self, entry: PlannedEntry) -> None:
         self.entries.append(entry)
+
+    async def checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.checkpoints.append(checkpoint)
 
     def rows(self, entity: str, op: str = "create") -> list[list[Any]]:
         return [list(r) for e in self.entries if e.entity == entity and e.op == op for r in e.rows]

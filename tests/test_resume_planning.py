@@ -1,10 +1,12 @@
-"""A run cut off while planning (RunStarted and some entries durable, no seal) is planned again
-and applied by `syncd resume` and by the daemon's path (operations.finish_run); the target
-then equals an uninterrupted run's.
+"""A run cut off while planning (RunStarted and some checkpoints durable, no seal) is planned
+on from its last checkpoint and applied by `syncd resume` and by the daemon's path
+(operations.finish_run); the target then equals an uninterrupted run's.
 
-A plan is appended in groups of GROUP_RECORDS records (20,000 by default): these tests set
-SYNCD_GROUP_RECORDS=1, one entry per durable append, so the failpoint plan.after-append:2
-kills the planner between two appends of one plan.
+A transfer's plan is appended with a checkpoint after a group of CHUNK roots once
+GROUP_RECORDS records are waiting: these tests set groups of 2 roots and SYNCD_GROUP_RECORDS=1,
+a durable append per group, so the failpoint plan.after-append:2 kills the planner after its
+second checkpoint. SYNCD_OVERLAP=0: nothing is applied before the kill, so the resume applies
+every entry (the overlapped windows are tests/test_overlap_crash.py's).
 """
 from __future__ import annotations
 
@@ -17,14 +19,25 @@ import pytest
 
 import world as world_module
 from conftest import files, run, run_process, snapshot
-from journal import ApplyStarted, EntryApplied, EntryPlanned, PlanSealed, RunStarted, open_journal
+from journal import ApplyStarted, CheckpointSealed, EntryApplied, EntryPlanned, PlanSealed, RunStarted, open_journal
 from syncd import operations as ops
 from syncd.config import load_config
+from syncd.planner import context as planner_context
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes", "--json")
 SEED = 7
 VIDEOS = 10
+CHUNK_ROOTS = 2
 CUT_OFF = {"SYNCD_FAILPOINT": "plan.after-append:2", "SYNCD_GROUP_RECORDS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_groups() -> Any:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNCD_OVERLAP", "0")
+        mp.setenv("SYNCD_CHUNK_ROOTS", str(CHUNK_ROOTS))
+        mp.setattr(planner_context, "CHUNK", CHUNK_ROOTS)
+        yield
 
 
 class Reference:
@@ -57,7 +70,9 @@ def cut_off_while_planning(tmp_path: Path) -> tuple[world_module.World, str]:
     [row] = run(w, "runs", "--json").json()
     assert (row["status"], row["sealed_at"], row["attempts"]) == ("planning", None, 0), row
     events = [r.event for r in open_journal(w.root / "journal.db").read(run=row["run_id"])]
-    assert [type(e) for e in events] == [RunStarted, EntryPlanned, EntryPlanned]
+    assert type(events[0]) is RunStarted and type(events[-1]) is CheckpointSealed
+    assert sum(type(e) is CheckpointSealed for e in events) == 2
+    assert {type(e) for e in events[1:-1]} == {EntryPlanned, CheckpointSealed}
     assert snapshot(w) == initial and files(w) == {}
     return w, row["run_id"]
 
@@ -84,7 +99,7 @@ def test_resume_plans_a_run_cut_off_while_planning_again(tmp_path: Path, referen
     w, run_id = cut_off_while_planning(tmp_path)
     resumed = run_process(w, "resume", run_id, "--yes", "--json")
     assert resumed.code == 0, resumed.stderr
-    assert "cut off while planning" in resumed.stderr
+    assert "cut off while planning; planning it on from its checkpoint" in resumed.stderr
     output = resumed.json()
     assert (output["run_id"], output["status"]) == (run_id, "completed")
     assert output["applied"] == reference.applied

@@ -144,7 +144,11 @@ def run_request(config: Config, request: RunRequest, kw: dict[str, Any], *,
     if queue and not kw["plan_only"]:
         raise InputError("--queue needs --plan-only (the daemon applies the planned run)")
     workers = kw.get("file_workers", blobs.DEFAULT_FILE_WORKERS)
-    planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"], workers)
+    # Applied while planned (architecture §7) only when nobody is asked first: a person
+    # answering the prompt sees the whole plan before anything is written.
+    overlap = kw["yes"] and not (kw["dry_run"] or kw["plan_only"])
+    planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"], workers,
+                                         overlap)
     title = f"{request.kind.capitalize()} plan: {request.source} → {request.target}"
     show_plan(planned, title, schema, request, kw["verbose"], kw["as_json"])
     if kw["dry_run"] or kw["plan_only"]:
@@ -160,18 +164,19 @@ def run_request(config: Config, request: RunRequest, kw: dict[str, Any], *,
     proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
                     planned.summary, journal, new_run=True)
     before_apply()
-    finish(config, journal, request, planned.run_id, kw["as_json"], workers)
+    finish(config, journal, request, planned.run_id, kw["as_json"], workers, planned.applying)
     return planned.run_id
 
 
 async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: bool,
-                file_workers: int) -> tuple[ops.Planned, Any, Journal | None]:
+                file_workers: int, overlap: bool) -> tuple[ops.Planned, Any, Journal | None]:
     async with adapters.connect(config, request, dry_run=dry_run) as ctx:  # validates everything first
         ctx.file_workers = file_workers
         if dry_run and (request.kind in ("revert", "delete") or request.labels):
             ctx.journal = journals.journal_for(config, create=False)  # read, never written
         journal = None if dry_run else journals.journal_for(config)
-        planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP)
+        planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP,
+                                 overlap=config if overlap else None)
         return planned, ctx.schema, journal
 
 
@@ -213,8 +218,9 @@ def proceed_or_exit(run_id: str, yes: bool, as_json: bool, request: RunRequest,
 
 
 def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, as_json: bool,
-           file_workers: int = blobs.DEFAULT_FILE_WORKERS) -> None:
-    """Apply a sealed run with a progress bar, then print the outcome and exit accordingly."""
+           file_workers: int = blobs.DEFAULT_FILE_WORKERS, applying: ops.Applying | None = None) -> None:
+    """Apply a sealed run with a progress bar (waiting for the applier process that has
+    been applying it, if any), then print the outcome and exit accordingly."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[bytes]}"), TimeElapsedColumn(), console=err,
                   transient=as_json) as bar:
@@ -228,7 +234,7 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
             on_start=start, on_entry=lambda entity, n: bar.update(records, advance=n, description=entity),
             on_files=files.planned, on_file=files.done)
         result = anyio.run(lambda: ops.apply(config, journal, run_id, stopping=STOP, progress=progress,
-                                             file_workers=file_workers))
+                                             file_workers=file_workers, applying=applying))
     run = journal.run(run_id)
     assert run is not None
     applied = applied_counts(journal, run_id)
@@ -320,10 +326,12 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
         emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
                     applied_counts(journal, run_id))
         return
+    applying = None
     if row.sealed_at is None:
-        err.print(f"Run {run_id} was cut off while planning; planning it again.")
-        anyio.run(lambda: ops.replan(config, journal, run_id, stopping=STOP,
-                                     file_workers=file_workers))
+        err.print(f"Run {run_id} was cut off while planning; planning it on from "
+                  + (f"its checkpoint (entry {row.checkpoint})." if row.checkpoint else "the start."))
+        applying = anyio.run(lambda: ops.replan(config, journal, run_id, stopping=STOP,
+                                                file_workers=file_workers, overlap=yes)).applying
         row = journal.run(run_id)
         assert row is not None
     left = list(journal.entries(run_id, states=TODO_STATES))
@@ -332,7 +340,7 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
         summary, f"Resume {run_id}: {row.source} → {row.target}", None, request.update))
     err.print(f"{len(left)} entries ({sum(e.records for e in left)} records) left to apply.")
     proceed_or_exit(run_id, yes, as_json, request, summary, journal, new_run=False)
-    finish(config, journal, request, run_id, as_json, file_workers)
+    finish(config, journal, request, run_id, as_json, file_workers, applying)
 
 
 @cli.command()

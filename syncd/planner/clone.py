@@ -110,6 +110,8 @@ class KeyAllocator:
 
 
 class ClonePlanner(Planner):
+    checkpointed = False  # its plan is sealed whole (architecture §7)
+
     def __init__(self, ctx: PlanContext, *args: Any, **kwargs: Any) -> None:
         super().__init__(ctx, *args, **kwargs)
         self._keys = KeyAllocator(ctx)

@@ -25,6 +25,7 @@ class ParentClosure:
     def __init__(self, ctx: PlanContext) -> None:
         self.ctx = ctx
         self.known: dict[str, set[Any]] = {}  # parents decided in earlier groups
+        self.fresh: dict[str, set[Any]] = {}  # of those, decided since the last take_fresh()
         # A child found through its only link to the tree has that parent by construction.
         # (Taken entity by entity, records are not found through links: no such shortcut.)
         links = {} if ctx.request.by_entity else {c: ctx.schema.link(c, ctx.tree) for c in ctx.tree[1:]}
@@ -42,6 +43,7 @@ class ParentClosure:
                 entity = self.ctx.schema.entity(name)
                 rows = await self.ctx.source.fetch(entity, sorted_keys(keys))
                 self.known.setdefault(name, set()).update(keys)
+                self.fresh.setdefault(name, set()).update(keys)
                 present[name].update(keys)
                 found.rows.setdefault(name, []).extend(rows)
                 if len(rows) < len(keys):
@@ -49,6 +51,16 @@ class ParentClosure:
                     found.dangling[name] = keys - {r[at] for r in rows}
                 frontier[name] = rows
         return found
+
+    def take_fresh(self) -> dict[str, list[Any]]:
+        """The parent keys decided since the last call (a checkpoint journals them)."""
+        fresh, self.fresh = self.fresh, {}
+        return {name: sorted_keys(keys) for name, keys in fresh.items()}
+
+    def restore(self, known: dict[str, list[Any]]) -> None:
+        """Parents a cut-off planning decided before its last checkpoint: never planned again."""
+        for name, keys in known.items():
+            self.known.setdefault(name, set()).update(keys)
 
     def _missing(self, frontier: dict[str, list[Row]], present: _KeySets) -> dict[str, set[Any]]:
         wanted: dict[str, set[Any]] = {}

@@ -5,6 +5,7 @@ the steps: selection, closure, diff, files, emit.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
@@ -12,13 +13,15 @@ from journal import Journal
 
 from .. import blobs
 from ..filters import Filter
-from ..plan import PlannedEntry
+from ..plan import Checkpoint, PlannedEntry
 from ..request import RunRequest
 from ..schema import Entity, Schema
 from ..stores.base import RecordStore
 from ..transforms import Transformer
 
-CHUNK = 4000  # root records per group: bounds memory
+# Root records per group: bounds memory; a checkpoint may follow each group. SYNCD_CHUNK_ROOTS
+# overrides it, a test/tuning knob (tests set it small to make many checkpoints of a small world).
+CHUNK = int(os.environ.get("SYNCD_CHUNK_ROOTS") or 4000)
 BATCH = 20000  # rows per entry: one target transaction each (fewer commits, faster)
 
 
@@ -26,6 +29,9 @@ class PlanSink(Protocol):
     """Where entries go: the journal (JournalSink) or nowhere (a dry run's NullSink)."""
 
     async def add(self, entry: PlannedEntry) -> None: ...
+
+    async def checkpoint(self, checkpoint: Checkpoint) -> None:
+        """A point the plan may be sealed at and resumed from (between two groups of roots)."""
 
 
 @dataclass

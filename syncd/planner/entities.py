@@ -27,6 +27,8 @@ MAX_LISTED = 1000  # conflicts kept for the message; all are counted
 
 
 class EntityPlanner(Planner):
+    checkpointed = False  # its plan is sealed whole (architecture §7)
+
     def __init__(self, ctx: PlanContext, sink: PlanSink, *, only_keys: dict[str, set[Any]] | None = None,
                  **options: Any) -> None:
         super().__init__(ctx, sink, **options)

@@ -58,6 +58,8 @@ def scope_reference(entity: Entity, scope: str) -> Reference | None:
 class MovePlanner(Planner):
     """Plans the whole selection at once: the checks need the totals of the move."""
 
+    checkpointed = False  # its plan is sealed whole (architecture §7)
+
     def __init__(self, ctx: PlanContext, *args: Any, **kwargs: Any) -> None:
         super().__init__(ctx, *args, **kwargs)
         self._keys = KeyAllocator(ctx)
@@ -65,7 +67,7 @@ class MovePlanner(Planner):
 
     async def run(self) -> Any:
         scope, old = await self._scope()
-        roots = [r async for page, _ in root_pages(self.ctx) for r in page]
+        roots = [r async for page, *_ in root_pages(self.ctx) for r in page]
         old = self._old_scope(roots, scope) if old is None else old
         selected = await declared_tree(self.ctx, roots)
         new_scope_row = await self._new_scope_row(scope, old)

@@ -8,15 +8,16 @@ together and keeps the counts and the `-v` notes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from ..errors import Interrupted
-from ..plan import FILES, Action, PlanSummary, RecordAction
+from ..plan import FILES, Action, Checkpoint, PlanSummary, RecordAction
 from ..schema import Entity
 from ..stores.base import Row
 from . import emit
 from .closure import ParentClosure
-from .context import CHUNK, PlanContext, PlanSink, involved_entities
+from . import context
+from .context import PlanContext, PlanSink, involved_entities
 from .diff import Diff, diff_rows, update_patches
 from .files import FileCheck, blob_pairs, check_files
 from .keys import key_of, sorted_keys
@@ -24,26 +25,53 @@ from .selection import root_pages, select_tree
 
 
 class Planner:
+    # Whether this planner seals checkpoints between groups of roots, and so can be applied
+    # while it plans and resumed from its last checkpoint (architecture §7). The planners of
+    # other kinds keep state a cursor does not capture (clone's new keys, move's scopes,
+    # entity-by-entity imports): their plan is sealed whole, then applied.
+    checkpointed: ClassVar[bool] = True
+
     def __init__(self, ctx: PlanContext, sink: PlanSink, *, verbose: bool = False,
-                 stopping: Callable[[], bool] = lambda: False, chunk: int = CHUNK) -> None:
+                 stopping: Callable[[], bool] = lambda: False, chunk: int | None = None) -> None:
         self.ctx = ctx
         self.sink = sink
         self.summary = PlanSummary()
         self.actions: list[RecordAction] | None = [] if verbose else None
         self._stopping = stopping
-        self._chunk = chunk
+        self._chunk = chunk or context.CHUNK  # read now: tests change it
         self._closure = ParentClosure(ctx)
+        self._cursor: dict[str, Any] | None = None  # where a resumed planning starts
+        self._remaps: dict[str, list[list[Any]]] = {}  # natural-key matches since the last checkpoint
         for name in involved_entities(ctx.schema, ctx.tree):
             self.summary.entity(name)
 
+    def resume_from(self, checkpoints: list[Checkpoint]) -> None:
+        """Continue a planning cut off after these checkpoints: from the last one's cursor,
+        with its counts, every parent decided before it and every natural-key match."""
+        self.summary = PlanSummary.from_json(checkpoints[-1].summary)
+        self._cursor = checkpoints[-1].cursor
+        self._chunk = self._cursor.get("chunk", self._chunk)  # groups as before: the same entries
+        for checkpoint in checkpoints:
+            self._closure.restore(checkpoint.known)
+            for entity, pairs in checkpoint.remaps.items():
+                for source_key, target_key in pairs:
+                    self.ctx.transformer.remap(entity, source_key, target_key)
+
     async def run(self) -> PlanSummary:
-        async for roots, mark in root_pages(self.ctx, self._chunk):
+        async for roots, mark, cursor, more in root_pages(self.ctx, self._chunk, self._cursor):
             if self._stopping():
                 raise Interrupted(0)
             await self._plan_group(roots)
             if mark is not None:
                 self.summary.mark = mark.to_json()
+            if self.checkpointed:
+                await self.sink.checkpoint(self._checkpoint(cursor, more))
         return self.summary
+
+    def _checkpoint(self, cursor: dict[str, Any], more: bool) -> Checkpoint:
+        remaps, self._remaps = self._remaps, {}
+        return Checkpoint(cursor | {"chunk": self._chunk}, self.summary.to_json(),
+                          self._closure.take_fresh(), remaps, more)
 
     async def _plan_group(self, roots: list[Row]) -> None:
         await self._plan_selected(await select_tree(self.ctx, roots))
@@ -74,6 +102,7 @@ class Planner:
         diff = await diff_rows(ctx, entity, rows)
         for source_key, target_key in diff.remaps.items():  # later entities point at the match
             ctx.transformer.remap(entity.name, source_key, target_key)
+            self._remaps.setdefault(entity.name, []).append([source_key, target_key])
         counts.existing += diff.existing
         counts.create += len(diff.creates)
         self._note(entity, diff.same_key, "skip")

@@ -33,6 +33,8 @@ UNDOABLE = ("create", "update", "delete")
 
 
 class RevertPlanner(Planner):
+    checkpointed = False  # its plan is sealed whole (architecture §7)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deleting: dict[str, set[Any]] = {}  # keys this plan deletes, per entity

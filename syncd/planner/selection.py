@@ -24,12 +24,21 @@ class Mark:
         return {"column": self.column, "value": self.value, "key": self.key}
 
 
-async def root_pages(ctx: PlanContext, chunk: int = CHUNK) -> AsyncIterator[tuple[list[Row], Mark | None]]:
+Page = tuple[list[Row], "Mark | None", dict[str, Any], bool]
+
+
+async def root_pages(ctx: PlanContext, chunk: int = CHUNK,
+                     start: dict[str, Any] | None = None) -> AsyncIterator[Page]:
     """Roots in key order, or for an incremental request in (column, key) order from just
     past its mark, so a limit cuts the selection at a point the next run starts from. Each
-    page comes with the mark it moves to."""
+    page comes with the mark it moves to, the cursor after it ({after, left}: where a
+    planner resumed from that page's checkpoint starts again, `start`), and whether more
+    pages may follow (False when this one is known to be the last)."""
     left, column = ctx.request.limit, ctx.request.incremental
     after: Any = ctx.request.after
+    if start is not None:
+        left, after = start["left"], start["after"]
+        after = tuple(after) if isinstance(after, list) else after  # (value, key), as JSON gave it
     key_at = ctx.root.index(ctx.root.key)
     column_at = ctx.root.index(column) if column else None
     while left is None or left > 0:
@@ -41,11 +50,12 @@ async def root_pages(ctx: PlanContext, chunk: int = CHUNK) -> AsyncIterator[tupl
         mark = None
         if column is not None and column_at is not None:
             mark = Mark(column, last[column_at], last[key_at])
-        yield rows, mark
         if left is not None:
             left -= len(rows)
         after = last[key_at] if mark is None else (mark.value, mark.key)
-        if len(rows) < size:
+        more = len(rows) == size and (left is None or left > 0)
+        yield rows, mark, {"after": after, "left": left}, more
+        if not more:
             return
 
 

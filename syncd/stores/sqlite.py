@@ -242,6 +242,13 @@ def _connect(name: str, path: Path, readonly: bool) -> sqlite3.Connection:
             conn.execute("PRAGMA foreign_keys = ON")
         _wait_readable(name, path, conn)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:  # after the wait: these read the schema
+            # Dirty pages stay in memory until the commit (an entry's worth): spilling them
+            # mid-transaction would take the EXCLUSIVE lock early, and in a rollback-journal
+            # database that shuts out readers (a planner checking what exists) for the rest
+            # of the entry instead of only for its commit.
+            conn.execute("PRAGMA cache_spill = OFF")
+            conn.execute("PRAGMA cache_size = -65536")
     except sqlite3.DatabaseError as exc:
         raise InputError(f"environment '{name}': not a readable SQLite database: {path} ({exc})") from exc
     return conn
