@@ -1,16 +1,20 @@
 """architecture §7 benchmark: syncd transfer SQLite → SQLite against references measured in the same run.
 
-    python scripts/bench_transfer.py [--videos 20000] [--steps 4] [--keep DIR]
+    python scripts/bench_transfer.py [--videos 20000] [--steps 4] [--runs 3] [--with-dlt] [--keep DIR]
     python scripts/bench_transfer.py --memory [--keep DIR]
 
-Builds a records-only world (scripts/world.py; files=False), then times on fresh copies of its
-dev.db: (1) `INSERT OR IGNORE … SELECT` over ATTACH for every table in one transaction, the
-physical limit (SQLite copies whole pages into empty tables); (1b) the same with `WHERE 1`,
-which forces a row-by-row insert, still all in C; (2) a plain Python fetchmany/executemany
-loop; and then (3) the real
-`syncd transfer -s prod -t dev --yes --json` as a child process, whose peak RSS comes from
-os.wait4 (that child's own rusage). `--memory` runs syncd on a 10k- and a 100k-video world and
-prints both peak RSS figures: streaming means they should be about equal.
+Builds a records-only world (scripts/world.py; files=False), then times, on fresh copies of
+its dev.db, each run `--runs` times (the median is printed): (1) `INSERT OR IGNORE … SELECT`
+over ATTACH for every table in one transaction, the physical limit (SQLite copies whole pages
+into empty tables); (1b) the same with `WHERE 1`, which forces a row-by-row insert, still all
+in C; (2) a plain Python fetchmany/executemany loop with no journal; (3) with --with-dlt, dlt
+1.31 (sqlalchemy source and destination) loading every table into an empty SQLite file, in a
+virtualenv this script creates under the scratch folder (dlt is never a dependency of syncd);
+and (4) the real `syncd transfer -s prod -t dev --yes --json` as a child process. Its peak
+RSS is that of its processes together (the planner and its applier process), sampled from
+/proc. It prints rows/s and syncd's ratio to each reference. `--memory` runs syncd on a 10k-
+and a 100k-video world and prints both peak RSS figures: streaming means they should be
+about equal.
 Not a test: it prints numbers and ratios, it asserts nothing about speed.
 """
 from __future__ import annotations
@@ -21,9 +25,11 @@ import os
 import shlex
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,22 +133,99 @@ def syncd_command(world: World) -> list[str]:
 
 
 def run_measured(command: list[str], cwd: Path) -> tuple[int, str, str, float, int]:
-    """Run command; return (exit code, stdout, stderr, seconds, peak RSS bytes of that child).
-
-    os.wait4 reaps exactly this child and returns its own rusage, so the peak RSS is not mixed
-    with this process's other children (the references run in-process anyway).
-    """
+    """Run command; return (exit code, stdout, stderr, seconds, peak RSS bytes of it and its
+    children together, sampled every 20 ms from /proc)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
+        peak = [0]
+        sampler = threading.Thread(target=_sample_rss, args=(child, peak), daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        sampler.join()
         out.seek(0)
         err.seek(0)
-        # ru_maxrss is KiB on Linux, bytes on macOS
-        rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-        return child.returncode, out.read().decode(), err.read().decode(), seconds, rss
+        own = usage.ru_maxrss * 1024  # KiB on Linux: the planning process alone
+        return child.returncode, out.read().decode(), err.read().decode(), seconds, max(peak[0], own)
+
+
+def _sample_rss(child: subprocess.Popen[bytes], peak: list[int]) -> None:
+    while child.returncode is None:
+        peak[0] = max(peak[0], sum(_rss(pid) for pid in _tree(child.pid)))
+        time.sleep(0.02)
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = Path(f"/proc/{current}/task").iterdir()
+            for task in tasks:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# -- dlt, in a virtualenv of its own ------------------------------------------------------------
+
+DLT = "dlt[sqlalchemy]==1.31.0"
+DLT_RUN = """
+import json, sys, time
+import dlt
+from dlt.sources.sql_database import sql_database
+prod, target, scratch = sys.argv[1:4]
+pipeline = dlt.pipeline(pipeline_name="bench", pipelines_dir=scratch, dataset_name="main",
+                        destination=dlt.destinations.sqlalchemy(credentials=f"sqlite:///{target}"))
+started = time.perf_counter()
+pipeline.run(sql_database(credentials=f"sqlite:///{prod}", backend="sqlalchemy"))
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def dlt_python(root: Path) -> Path:
+    venv = root / "dlt-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"installing {DLT} into {venv} …", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", DLT], check=True)
+    return python
+
+
+def bench_dlt(world: World, scratch: Path, python: Path) -> Result:
+    """dlt loads every table of prod into an empty SQLite file (it creates the tables and its
+    own _dlt_* ones); timed from before the pipeline runs (its imports excluded), rows counted
+    in the file afterwards."""
+    target, pipes = scratch / "dlt.db", scratch / "dlt-pipelines"
+    target.unlink(missing_ok=True)
+    shutil.rmtree(pipes, ignore_errors=True)
+    script = scratch / "run_dlt.py"
+    script.write_text(DLT_RUN)
+    done = subprocess.run([str(python), str(script), str(world.prod_db), str(target), str(pipes)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchFailed(f"dlt failed:\n{done.stderr[-2000:]}")
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    db = sqlite3.connect(target)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE '_dlt%'")]
+    rows = sum(db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
+    db.close()
+    return Result("dlt 1.31 (sqlalchemy)", rows, seconds)
 
 
 def bench_syncd(world: World) -> Result:
@@ -165,18 +248,26 @@ def bench_syncd(world: World) -> Result:
 
 # -- reporting ----------------------------------------------------------------------------------
 
-def print_table(results: list[Result]) -> None:
-    limit = results[0].rate
-    print(f"\n{'method':<30} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'vs ATTACH':>10}"
+def median(results: list[Result]) -> Result:
+    """The run of median time (its RSS with it), over results of one method."""
+    ordered = sorted(results, key=lambda r: r.seconds)
+    return ordered[len(ordered) // 2]
+
+
+def print_table(results: list[Result], runs: int) -> None:
+    syncd = results[-1]
+    print(f"\nmedian of {runs} run(s) each")
+    print(f"{'method':<30} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'syncd ÷ it':>11}"
           f" {'peak RSS':>9}")
     for r in results:
         rss = f"{r.peak_rss / MIB:.0f} MiB" if r.peak_rss is not None else "-"
-        ratio = f"{r.rate / limit:.3f}" if limit else "-"
-        print(f"{r.method:<30} {r.rows:>9,} {r.seconds:>8.2f} {r.rate:>10,.0f} {ratio:>10}"
+        ratio = f"{syncd.rate / r.rate:.3f}" if r.rate else "-"
+        print(f"{r.method:<30} {r.rows:>9,} {r.seconds:>8.2f} {r.rate:>10,.0f} {ratio:>11}"
               f" {rss:>9}")
     if len({r.rows for r in results}) > 1:
         print("note: row counts differ between methods (syncd matches parents by natural key;"
-              " the references only skip existing ids and unique conflicts)")
+              " the references only skip existing ids and unique conflicts; dlt loads every"
+              " prod row into an empty file)")
 
 
 def make_world(root: Path, videos: int, steps: int) -> World:
@@ -189,15 +280,32 @@ def make_world(root: Path, videos: int, steps: int) -> World:
     return world
 
 
-def run_speed(root: Path, videos: int, steps: int) -> None:
+def run_speed(root: Path, videos: int, steps: int, runs: int, with_dlt: bool) -> None:
     world = make_world(root, videos, steps)
+    python = dlt_python(root) if with_dlt else None
+    measured: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-refs-", dir=root) as scratch:
-        results = [bench_attach(world, Path(scratch)),
-                   bench_attach(world, Path(scratch), row_by_row=True),
-                   bench_python_loop(world, Path(scratch))]
-    print("running: " + shlex.join(syncd_command(world)), flush=True)
-    results.append(bench_syncd(world))
-    print_table(results)
+        for i in range(runs):
+            for result in (bench_attach(world, Path(scratch)),
+                           bench_attach(world, Path(scratch), row_by_row=True),
+                           bench_python_loop(world, Path(scratch)),
+                           *([bench_dlt(world, Path(scratch), python)] if python else []),
+                           bench_syncd_fresh(world, Path(scratch))):
+                measured.setdefault(result.method, []).append(result)
+                print(f"  run {i + 1}: {result.method:<30} {result.rate:>10,.0f} rows/s", flush=True)
+    print_table([median(r) for r in measured.values()], runs)
+
+
+def bench_syncd_fresh(world: World, scratch: Path) -> Result:
+    """syncd on a fresh copy of dev.db and a new journal (the world's files are restored
+    after, so every run starts from the same state)."""
+    saved = scratch / "dev.saved.db"
+    if not saved.exists():
+        shutil.copyfile(world.dev_db, saved)
+    shutil.copyfile(saved, world.dev_db)
+    for old in world.root.glob("journal.db*"):
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    return bench_syncd(world)
 
 
 def run_memory(root: Path, steps: int) -> None:
@@ -225,10 +333,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="build the world(s) in DIR (must be empty) and keep them")
     parser.add_argument("--memory", action="store_true",
                         help="peak RSS of syncd on a 10k- and a 100k-video world")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each method (the median is shown)")
+    parser.add_argument("--with-dlt", action="store_true",
+                        help=f"also time {DLT}, installed into a virtualenv under the scratch folder")
     args = parser.parse_args(argv)
     reproduce = [sys.executable, "scripts/bench_transfer.py"] + (
         ["--memory", "--steps", str(args.steps)] if args.memory
-        else ["--videos", str(args.videos), "--steps", str(args.steps)])
+        else ["--videos", str(args.videos), "--steps", str(args.steps), "--runs", str(args.runs)]
+        + (["--with-dlt"] if args.with_dlt else []))
     print("reproduce: " + shlex.join(reproduce) + " [--keep DIR]", flush=True)
     if args.keep and args.keep.exists() and any(args.keep.iterdir()):
         print(f"error: --keep {args.keep} is not empty", file=sys.stderr)
@@ -238,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.memory:
                 run_memory(root, args.steps)
             else:
-                run_speed(root, args.videos, args.steps)
+                run_speed(root, args.videos, args.steps, args.runs, args.with_dlt)
     except BenchFailed as exc:
         print(f"bench FAILED: {exc}", file=sys.stderr)
         return 1
