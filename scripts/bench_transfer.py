@@ -197,13 +197,15 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 """
 
 
-def dlt_python(root: Path) -> Path:
-    venv = root / "dlt-venv"
+def dlt_python(root: Path, venv: Path | None = None) -> Path:
+    venv = venv or root / "dlt-venv"
     python = venv / "bin" / "python"
     if not python.exists():
         print(f"installing {DLT} into {venv} …", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", DLT], check=True)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", DLT], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BenchFailed(f"pip install {DLT} failed:\n{done.stderr[-2000:]}")
     return python
 
 
@@ -280,9 +282,10 @@ def make_world(root: Path, videos: int, steps: int) -> World:
     return world
 
 
-def run_speed(root: Path, videos: int, steps: int, runs: int, with_dlt: bool) -> None:
+def run_speed(root: Path, videos: int, steps: int, runs: int, with_dlt: bool,
+              dlt_venv: Path | None) -> None:
     world = make_world(root, videos, steps)
-    python = dlt_python(root) if with_dlt else None
+    python = dlt_python(root, dlt_venv) if with_dlt else None
     measured: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-refs-", dir=root) as scratch:
         for i in range(runs):
@@ -297,15 +300,16 @@ def run_speed(root: Path, videos: int, steps: int, runs: int, with_dlt: bool) ->
 
 
 def bench_syncd_fresh(world: World, scratch: Path) -> Result:
-    """syncd on a fresh copy of dev.db and a new journal (the world's files are restored
-    after, so every run starts from the same state)."""
+    """syncd on the world's dev.db and a new journal; dev.db is put back as it was after, so
+    the next run (and the references, which copy it) start from the same state."""
     saved = scratch / "dev.saved.db"
-    if not saved.exists():
-        shutil.copyfile(world.dev_db, saved)
-    shutil.copyfile(saved, world.dev_db)
+    shutil.copyfile(world.dev_db, saved)
     for old in world.root.glob("journal.db*"):
         shutil.rmtree(old) if old.is_dir() else old.unlink()
-    return bench_syncd(world)
+    try:
+        return bench_syncd(world)
+    finally:
+        shutil.copyfile(saved, world.dev_db)
 
 
 def run_memory(root: Path, steps: int) -> None:
@@ -336,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each method (the median is shown)")
     parser.add_argument("--with-dlt", action="store_true",
                         help=f"also time {DLT}, installed into a virtualenv under the scratch folder")
+    parser.add_argument("--dlt-venv", type=Path, metavar="DIR",
+                        help="the virtualenv for --with-dlt (created there if missing; kept)")
     args = parser.parse_args(argv)
     reproduce = [sys.executable, "scripts/bench_transfer.py"] + (
         ["--memory", "--steps", str(args.steps)] if args.memory
@@ -350,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.memory:
                 run_memory(root, args.steps)
             else:
-                run_speed(root, args.videos, args.steps, args.runs, args.with_dlt)
+                run_speed(root, args.videos, args.steps, args.runs, args.with_dlt, args.dlt_venv)
     except BenchFailed as exc:
         print(f"bench FAILED: {exc}", file=sys.stderr)
         return 1

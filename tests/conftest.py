@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,24 @@ sys.path.insert(0, str(SCRIPTS))
 
 import world as world_module  # noqa: E402  (scripts/world.py)
 
+from syncd import journaling  # noqa: E402
 from syncd.cli import cli  # noqa: E402
+from syncd.planner import context as planner_context  # noqa: E402
 
 SYNCD = Path(sys.executable).parent / "syncd"
+
+
+@contextmanager
+def checkpoint_every(roots: int) -> Iterator[None]:
+    """Plans in groups of `roots` roots, each sealed by a checkpoint, in this process and in
+    the syncd processes the tests start: a small world's transfer then makes several
+    checkpoints and, with --yes, is applied by its applier process while it plans."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNCD_CHUNK_ROOTS", str(roots))
+        mp.setenv("SYNCD_GROUP_RECORDS", "1")
+        mp.setattr(planner_context, "CHUNK", roots)
+        mp.setattr(journaling, "GROUP_RECORDS", 1)
+        yield
 
 
 @dataclass

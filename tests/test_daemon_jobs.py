@@ -6,13 +6,14 @@ nothing written (not even the journal).
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import world as world_module
-from conftest import run, run_process, snapshot
+from conftest import checkpoint_every, run, run_process, snapshot
 from daemon_support import INTERNAL, add_job, ids
 from syncd.locks import job_lock
 
@@ -108,7 +109,14 @@ def test_jobs_lists_jobs_with_their_last_and_next_runs(w: world_module.World) ->
     assert table.code == 0 and "staging" in table.stdout and "every 15m" in table.stdout
 
 
-def test_jobs_run_selects_only_past_the_mark_until_everything_is_copied(w: world_module.World) -> None:
+@pytest.mark.parametrize("roots", [None, 2], ids=["one-group", "checkpoints-applied-while-planned"])
+def test_jobs_run_selects_only_past_the_mark_until_everything_is_copied(
+        w: world_module.World, roots: int | None) -> None:
+    with checkpoint_every(roots) if roots else nullcontext():
+        jobs_run_until_everything_is_copied(w)
+
+
+def jobs_run_until_everything_is_copied(w: world_module.World) -> None:
     add_job(w, **JOB)
     internal = ids(w.prod_db, INTERNAL)
     selected = []

@@ -17,7 +17,7 @@ import google_crc32c
 import pytest
 
 import world as world_module
-from conftest import files, run, run_process, snapshot
+from conftest import checkpoint_every, files, run, run_process, snapshot
 from gcs_emulator import Emulator, emulator  # noqa: F401  (fixture)
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes", "--json")
@@ -97,6 +97,23 @@ def test_gs_to_gs_derived_bucket_then_rerun_copies_nothing(
     assert again.json()["plan"]["files"] == {"copy": 0, "existing": n, "conflict": 0}
     assert again.json()["applied"]["files"] == {"copied": 0, "skipped": 0, "failed": 0}
     assert {k: o["generation"] for k, o in emulator.objects("co-dev-data").items()} == generations
+
+
+def test_gs_to_gs_applied_while_planned_copies_the_same(gs_world: world_module.World,
+                                                       emulator: Emulator) -> None:
+    """Groups of 1 root: the applier process copies each checkpoint's files while the rest
+    is planned (architecture §7), the outcome as in one process."""
+    with checkpoint_every(1):
+        result = run(gs_world, *TRANSFER)
+    assert result.code == 0, result.stderr
+    n = len(prod_uris(gs_world))
+    assert result.json()["applied"]["files"] == {"copied": n, "skipped": 0, "failed": 0}
+    assert_copied(emulator, gs_world, "gs://co-dev-data/")
+    show = run(gs_world, "show", result.json()["run_id"], "--json").json()
+    assert {e["state"] for e in show["entries"]} == {"done"}
+    log = [json.loads(line) for line in run(gs_world, "log", "--json").stdout.splitlines()]
+    assert sum(e["type"] == "CheckpointSealed" for e in log) >= 2  # so an applier process ran
+    assert run(gs_world, "journal", "verify").code == 0
 
 
 def test_target_bucket_overrides_the_derived_one(gs_world: world_module.World,

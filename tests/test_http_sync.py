@@ -12,13 +12,14 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 import world as world_module
-from conftest import files, run, snapshot
+from conftest import checkpoint_every, files, run, snapshot
 from http_fixtures import HttpWorld, http_world
 
 MODES = {"source": ("prod",), "target": ("dev",), "both": ("prod", "dev")}
@@ -107,6 +108,13 @@ def comparable(steps: list[Step]) -> list[Step]:
             for h in s.output["history"]:
                 del h["run_id"], h["at"], h["planned_at"], h["applied_at"]
     return steps
+
+
+@pytest.fixture(scope="module", autouse=True)
+def overlapped() -> Iterator[None]:
+    """Transfers of more than 3 roots are applied while they are planned (architecture §7)."""
+    with checkpoint_every(3):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 
 import pg_world
 import world as world_module
-from conftest import files, run, snapshot
+from conftest import checkpoint_every, files, run, snapshot
 from test_http_sync import add_extra_tables
 
 MODES = {"pg_to_pg": ("prod", "dev"), "sqlite_to_pg": ("dev",), "pg_to_sqlite": ("prod",)}
@@ -116,6 +116,13 @@ def without_hashes(steps: list[Step]) -> list[Step]:
         journaled = None if s.journaled is None else [j[:4] for j in s.journaled]
         out.append(Step(s.label, s.code, output, s.target, s.files, journaled))
     return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def overlapped() -> Iterator[None]:
+    """Transfers of more than 3 roots are applied while they are planned (architecture §7)."""
+    with checkpoint_every(3):
+        yield
 
 
 @pytest.fixture(scope="module")
