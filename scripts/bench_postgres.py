@@ -10,7 +10,7 @@ the same tables: (a) `COPY (SELECT …) TO STDOUT` piped into `COPY … FROM STD
 between the two databases, table by table in dependency order, the limit of any tool that
 moves rows through a client; (b) a plain psycopg loop, fetchmany(1000) and executemany
 INSERT, one transaction per table; and (c) the real `syncd transfer -s prod -t dev --yes
---json` as a child process, whose peak RSS is its VmHWM read from /proc. With --rss-rows N (not 0)
+--json` as a child process, whose peak RSS is that of its processes together (scripts/procs.py). With --rss-rows N (not 0)
 syncd also runs on an N-row world, to compare peak RSS between the two sizes: streaming
 means about equal. Needs the local server (127.0.0.1:5432, user postgres). Not a test: it
 prints numbers and ratios and asserts nothing about speed.
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 import pg_world  # noqa: E402  (tests/pg_world.py)
 from bench_transfer import MIB, BenchFailed, Result, syncd_command  # noqa: E402
+from procs import run_measured  # noqa: E402
 from world import World, build_world  # noqa: E402
 
 ORDER = ["devices", "locations", "vendors", "collectors", "videos", "annotation_runs",
@@ -104,31 +103,8 @@ def bench_psycopg_loop(prod: str) -> Result:
         pg_world.drop_database(target)
 
 
-def run_polled(command: list[str], cwd: Path) -> tuple[int, str, str, float, int]:
-    """Run command; (exit code, stdout, stderr, seconds, peak RSS bytes). The peak is the
-    child's VmHWM, read from /proc while it runs: wait4's ru_maxrss would carry over this
-    process's own high-water mark, which the references (and the world loader) raised."""
-    peak = 0
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
-        status = Path(f"/proc/{child.pid}/status")
-        while child.poll() is None:
-            try:
-                found = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
-            except OSError:
-                found = None
-            if found:
-                peak = max(peak, int(found[1]) * 1024)
-            time.sleep(0.05)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        return child.returncode, out.read().decode(), err.read().decode(), seconds, peak
-
-
 def bench_syncd(world: World) -> Result:
-    code, out, err, seconds, rss = run_polled(syncd_command(world), world.root)
+    code, out, err, seconds, rss = run_measured(syncd_command(world), world.root)
     if code != 0:
         raise BenchFailed(f"syncd exited with {code}:\n" + "\n".join(err.splitlines()[-15:]))
     report = json.loads(out)

@@ -25,11 +25,9 @@ import os
 import shlex
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import run_measured  # noqa: E402
 from world import World, build_world  # noqa: E402
 
 SYNCD = Path(sys.executable).parent / "syncd"
@@ -132,55 +131,6 @@ def syncd_command(world: World) -> list[str]:
     return [str(SYNCD), "--config", str(world.config), *SYNCD_ARGS]
 
 
-def run_measured(command: list[str], cwd: Path) -> tuple[int, str, str, float, int]:
-    """Run command; return (exit code, stdout, stderr, seconds, peak RSS bytes of it and its
-    children together, sampled every 20 ms from /proc)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
-        peak = [0]
-        sampler = threading.Thread(target=_sample_rss, args=(child, peak), daemon=True)
-        sampler.start()
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        sampler.join()
-        out.seek(0)
-        err.seek(0)
-        own = usage.ru_maxrss * 1024  # KiB on Linux: the planning process alone
-        return child.returncode, out.read().decode(), err.read().decode(), seconds, max(peak[0], own)
-
-
-def _sample_rss(child: subprocess.Popen[bytes], peak: list[int]) -> None:
-    while child.returncode is None:
-        peak[0] = max(peak[0], sum(_rss(pid) for pid in _tree(child.pid)))
-        time.sleep(0.02)
-
-
-def _tree(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            tasks = Path(f"/proc/{current}/task").iterdir()
-            for task in tasks:
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return found
-
-
-def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 # -- dlt, in a virtualenv of its own ------------------------------------------------------------
 
 DLT = "dlt[sqlalchemy]==1.31.0"
@@ -218,10 +168,12 @@ def bench_dlt(world: World, scratch: Path, python: Path) -> Result:
     shutil.rmtree(pipes, ignore_errors=True)
     script = scratch / "run_dlt.py"
     script.write_text(DLT_RUN)
+    # One load worker: several writing one SQLite file at once fail now and then with
+    # "database is locked" (seen at 1M rows), and one is what dlt's SQLite users run.
     done = subprocess.run([str(python), str(script), str(world.prod_db), str(target), str(pipes)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, "LOAD__WORKERS": "1"})
     if done.returncode != 0:
-        raise BenchFailed(f"dlt failed:\n{done.stderr[-2000:]}")
+        raise BenchFailed(f"dlt failed:\n{done.stderr[:3000]}")
     seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
     db = sqlite3.connect(target)
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE '_dlt%'")]
