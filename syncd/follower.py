@@ -29,6 +29,7 @@ from journal import Journal
 
 from .config import Config
 from .errors import SyncdError
+from .runtime import start_process
 
 EXIT_APPLIED = 0  # the run is sealed and every entry was applied once
 EXIT_STOPPED = 3  # stopped early: a signal, the parent gone, or planning ended unsealed
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from .applier import Applier
 
     failpoints.set_role("follower")
+    start_process()
     run_id, target_env, parent_pid = (argv if argv is not None else sys.argv[1:])[:3]
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=Config)
     # The pid it was started by, not getppid() now: that parent may be gone already.

@@ -234,3 +234,26 @@ def test_applier_process_killed_from_outside(tmp_path: Path, reference: Referenc
     run_id = json.loads(stdout)["run_id"]
     assert sum(isinstance(e, ApplyStarted) for e in events(w)) == 2  # the planner took over
     assert_like_reference(w, reference, run_id)
+
+
+def test_sigterm_while_both_work_interrupts_then_resume_equals_clean_run(
+        tmp_path: Path, reference: Reference) -> None:
+    """SIGTERM to the command (as `kill PID` sends it) while its applier process works: the
+    planner stops at a group boundary and stops its applier process after the entry in hand;
+    the run is interrupted, nothing half-applied, and resume finishes it as a clean run."""
+    w = fresh(tmp_path)
+    proc = stopped_after_first_checkpoint(w)
+    run_id = only_run(w)["run_id"]
+    assert followers(run_id)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (proc.returncode, stderr)
+    assert "Traceback" not in stderr and "syncd resume" in stderr
+    no_follower_left(run_id)
+    row = only_run(w)
+    assert (row["status"], row["sealed_at"]) == ("interrupted", None)
+    entries = run(w, "show", run_id, "--json").json()["entries"]
+    assert {e["state"] for e in entries} <= {"done", "pending"}
+    resume(w, run_id)
+    assert_like_reference(w, reference, run_id)

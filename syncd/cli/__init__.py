@@ -8,6 +8,7 @@ included, what planning, serving and the daemon need.
 """
 from __future__ import annotations
 
+from ..runtime import start_process
 from .app import STOP, cli
 
 __all__ = ["cli", "main"]
@@ -15,5 +16,6 @@ __all__ = ["cli", "main"]
 
 def main() -> None:
     """Console-script entry point."""
+    start_process()
     STOP.install()
     cli.main(prog_name="syncd")
