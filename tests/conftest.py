@@ -27,15 +27,19 @@ SYNCD = Path(sys.executable).parent / "syncd"
 
 
 @contextmanager
-def checkpoint_every(roots: int) -> Iterator[None]:
-    """Plans in groups of `roots` roots, each sealed by a checkpoint, in this process and in
-    the syncd processes the tests start: a small world's transfer then makes several
-    checkpoints and, with --yes, is applied by its applier process while it plans."""
+def checkpoint_every(roots: int, *, group_records: int | None = 1, overlap: bool = True) -> Iterator[None]:
+    """Plans in groups of `roots` roots, in this process and in the syncd processes the tests
+    start; with `group_records` 1 each group is sealed by a checkpoint, so a small world's
+    transfer makes several and, with --yes, is applied by its applier process while it plans
+    (`overlap` False: planned, then applied, in one process)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SYNCD_CHUNK_ROOTS", str(roots))
-        mp.setenv("SYNCD_GROUP_RECORDS", "1")
         mp.setattr(planner_context, "CHUNK", roots)
-        mp.setattr(journaling, "GROUP_RECORDS", 1)
+        if group_records is not None:
+            mp.setenv("SYNCD_GROUP_RECORDS", str(group_records))
+            mp.setattr(journaling, "GROUP_RECORDS", group_records)
+        if not overlap:
+            mp.setenv("SYNCD_OVERLAP", "0")
         yield
 
 

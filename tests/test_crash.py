@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 
 import world as world_module
-from conftest import SYNCD, Result, files, run, run_process, snapshot
+from conftest import SYNCD, Result, checkpoint_every, files, run, run_process, snapshot
 from journal import ApplyStarted, EntryApplied, Journal, open_journal
 from syncd import failpoints, journaling
-from syncd.planner import context as planner_context
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes", "--json")
 SEED = 7
@@ -109,10 +108,7 @@ CHUNK_ROOTS = 8
 
 @pytest.fixture(scope="module", autouse=True)
 def sequential_checkpointed() -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYNCD_OVERLAP", "0")
-        mp.setenv("SYNCD_CHUNK_ROOTS", str(CHUNK_ROOTS))
-        mp.setattr(planner_context, "CHUNK", CHUNK_ROOTS)
+    with checkpoint_every(CHUNK_ROOTS, group_records=None, overlap=False):
         yield
 
 

@@ -18,11 +18,10 @@ import anyio
 import pytest
 
 import world as world_module
-from conftest import files, run, run_process, snapshot
+from conftest import checkpoint_every, files, run, run_process, snapshot
 from journal import ApplyStarted, CheckpointSealed, EntryApplied, EntryPlanned, PlanSealed, RunStarted, open_journal
 from syncd import operations as ops
 from syncd.config import load_config
-from syncd.planner import context as planner_context
 
 TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes", "--json")
 SEED = 7
@@ -33,10 +32,7 @@ CUT_OFF = {"SYNCD_FAILPOINT": "plan.after-append:2", "SYNCD_GROUP_RECORDS": "1"}
 
 @pytest.fixture(scope="module", autouse=True)
 def small_groups() -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYNCD_OVERLAP", "0")
-        mp.setenv("SYNCD_CHUNK_ROOTS", str(CHUNK_ROOTS))
-        mp.setattr(planner_context, "CHUNK", CHUNK_ROOTS)
+    with checkpoint_every(CHUNK_ROOTS, group_records=None, overlap=False):
         yield
 
 
