@@ -120,8 +120,8 @@ async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = Fal
     def start_applying() -> None:  # at the first checkpoint: a plan of one group never needs it
         nonlocal applying
         if applying is None and overlap is not None and os.environ.get(OVERLAP_VAR) != "0":
-            applying = Applying(Follower.start(overlap, run_id, ctx.request.target),
-                                lock or hold_run_lock(journal.path, run_id))
+            held = lock or hold_run_lock(journal.path, run_id)  # before the process: it needs it held
+            applying = Applying(Follower.start(overlap, run_id, ctx.request.target), held)
 
     jsink = JournalSink(journal, run_id, ctx.request, resumed=checkpoints[-1] if checkpoints else None,
                         on_checkpoint=start_applying)
