@@ -108,9 +108,14 @@ class Applier:
         run when this has returned."""
         applied_up_to, started = 0, False
         result = ApplyResult("completed")
+        # A run resumed after an interrupted planning is still "interrupted" until it applies
+        # again: only a finish newer than the one found at the start ends the following.
+        first = self.journal.run(self.run_id)
+        ended_before = None if first is None else first.finished_at
         while not self.stopping():
             run = self.journal.run(self.run_id)
-            if run is not None and run.status not in ("planning", "planned", "applying"):
+            if run is not None and run.status not in ("planning", "planned", "applying") \
+                    and run.finished_at != ended_before:
                 return False
             ready = 0 if run is None else run.checkpoint
             todo = [e for e in self.journal.entries(self.run_id, states=("pending",))
