@@ -54,8 +54,9 @@ class ListSink:
         return [list(r) for e in self.entries if e.entity == entity and e.op == op for r in e.rows]
 
 
-def context(target_rows: dict[str, list[dict[str, Any]]], **request: Any) -> PlanContext:
-    source = MemoryStore.from_tables("prod", TABLES, rows=SOURCE_ROWS)
+def context(target_rows: dict[str, list[dict[str, Any]]], source_rows: dict[str, list[dict[str, Any]]] = SOURCE_ROWS,
+            **request: Any) -> PlanContext:
+    source = MemoryStore.from_tables("prod", TABLES, rows=source_rows)
     target = MemoryStore.from_tables("dev", TABLES, rows=target_rows)
     built = build_schema(anyio.run(source.describe), CONFIG)
     req = RunRequest.build(kind="copy", source="prod", target="dev", **request)
@@ -126,3 +127,30 @@ def test_json_columns_hash_as_canonical_json() -> None:
     other = ["v1", '{"a": [1, 2, {"y": "é", "z": null}], "b": 2}', "{not json"]
     assert row_hash(other, (1, 2)) != row_hash(jsonb_text, (1, 2))
     assert row_hash(["v1", None, "{not json"], (1, 2)) == row_hash(["v1", None, "{not json"])
+
+
+def test_a_planning_resumed_from_a_checkpoint_plans_what_an_uninterrupted_one_planned_after_it() -> None:
+    """Groups of one root: v1 decides d1 (matched by natural key to dev-9) and its site; v3
+    uses d1 too. Resumed from the checkpoint after v1, the planner neither plans d1 again nor
+    forgets where it went, and makes the very entries and counts of the uninterrupted plan."""
+    rows = {**SOURCE_ROWS, "videos": [*SOURCE_ROWS["videos"],
+                                      {"id": "v3", "title": "three", "meta": {"device_id": "d1"}, "updated_at": "t1"}]}
+    target = {"sites": [{"id": 1, "name": "Lyon"}], "devices": [{"id": "dev-9", "serial": "S1", "site_id": 1}]}
+
+    def entries(sink: ListSink) -> list[tuple[Any, ...]]:
+        return [(e.entity, e.op, [list(r) for r in e.rows]) for e in sink.entries]
+
+    whole, ctx = ListSink(), context(target, rows, entity="videos")
+    summary = anyio.run(lambda: Planner(ctx, whole, chunk=1).run())
+    assert [c.cursor["after"] for c in whole.checkpoints] == ["v1", "v2", "v3"]
+    assert [c.more for c in whole.checkpoints] == [True] * 3  # a full page cannot know it is the last
+    assert whole.checkpoints[0].remaps == {"devices": [["d1", "dev-9"]]}
+    first = len([e for e in whole.entries if e.entity == "videos" and e.rows[0][0] == "v1"])
+    cut = next(i for i, e in enumerate(whole.entries) if e.entity == "videos") + first
+
+    resumed = ListSink()
+    planner = Planner(context(target, rows, entity="videos"), resumed, chunk=1)
+    planner.resume_from(whole.checkpoints[:1])
+    assert anyio.run(planner.run) == summary
+    assert entries(resumed) == entries(whole)[cut:]
+    assert '"dev-9"' in next(r[2] for e in resumed.entries if e.entity == "videos" for r in e.rows if r[0] == "v3")
