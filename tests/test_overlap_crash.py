@@ -71,13 +71,13 @@ def events(w: world_module.World, after: int = 0) -> list[Any]:
 def followers(run_id: str) -> list[int]:
     """Applier processes of this run still alive."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            argv = stat.read_bytes().split(b"\0")
-        except OSError:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
             continue
         if b"syncd.follower" in argv and run_id.encode() in argv:
-            found.append(int(stat.parent.name))
+            found.append(int(cmdline.parent.name))
     return found
 
 
