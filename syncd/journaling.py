@@ -111,8 +111,9 @@ class JournalSink:
         await self._flush()
 
     async def abort(self, status: FinishStatus, error: str, *, cancel: bool = False) -> None:
-        """Planning stopped before the seal: nothing was applied; resume plans again, unless
-        the run is cancelled (an import's conflicts: planning it again would find them again)."""
+        """Planning stopped before the seal: only what checkpoints sealed may have been applied;
+        resume plans on, unless the run is cancelled (an import's conflicts: planning it again
+        would find them again)."""
         self._pending.clear()
         if self._started:
             await self._append([RunCancelled(run=self.run_id, at=now(), reason=error) if cancel

@@ -140,7 +140,7 @@ async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = Fal
     except BaseException as exc:
         interrupted = isinstance(exc, Interrupted)
         await jsink.abort("interrupted" if interrupted else "failed",
-                          "planning interrupted; resume plans again" if interrupted
+                          "planning interrupted; resume plans on" if interrupted
                           else f"planning failed: {exc}", cancel=isinstance(exc, ConflictError))
         if applying is not None:
             applying.follower.stop()  # it stops after the entry in hand

@@ -157,7 +157,8 @@ def classify(exc: Exception) -> tuple[str, int]:
     if isinstance(exc, (InputError, RunStateError, JournalError)):
         return f"syncd: error: {exc}", EXIT_INPUT
     if isinstance(exc, Interrupted):
-        return ("Interrupted while planning; nothing was applied. `syncd resume RUN` plans again.",
+        return ("Interrupted while planning (a transfer applies what its checkpoints sealed as it goes)."
+                " `syncd resume RUN` (`syncd runs` names it) plans on and applies the rest.",
                 STOP.exit_code())
     if isinstance(exc, SyncdError):
         return f"syncd: failed: {exc}", EXIT_FAILED
