@@ -240,12 +240,17 @@ def run_speed(root: Path, videos: int, steps: int, runs: int, with_dlt: bool,
     python = dlt_python(root, dlt_venv) if with_dlt else None
     measured: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-refs-", dir=root) as scratch:
+        methods = [lambda: bench_attach(world, Path(scratch)),
+                   lambda: bench_attach(world, Path(scratch), row_by_row=True),
+                   lambda: bench_python_loop(world, Path(scratch)),
+                   *([lambda: bench_dlt(world, Path(scratch), python)] if python else []),
+                   lambda: bench_syncd_fresh(world, Path(scratch))]
         for i in range(runs):
-            for result in (bench_attach(world, Path(scratch)),
-                           bench_attach(world, Path(scratch), row_by_row=True),
-                           bench_python_loop(world, Path(scratch)),
-                           *([bench_dlt(world, Path(scratch), python)] if python else []),
-                           bench_syncd_fresh(world, Path(scratch))):
+            for method in methods:
+                # The previous method's writes are flushed first, so no method pays for the
+                # disk writing back another's (syncd, which fsyncs, would pay the most).
+                os.sync()
+                result = method()
                 measured.setdefault(result.method, []).append(result)
                 print(f"  run {i + 1}: {result.method:<30} {result.rate:>10,.0f} rows/s", flush=True)
     print_table([median(r) for r in measured.values()], runs)
