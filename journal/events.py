@@ -64,6 +64,7 @@ class EntryApplied(Event, frozen=True):
     outcomes: list[Outcome]  # parallel to the entry's keys
     error: str | None = None
     retries: int = 0
+    worker: str | None = None  # which `syncd worker` applied it (None: the run's own applier)
 
 
 class RunFinished(Event, frozen=True):

@@ -7,7 +7,6 @@ The record index is not kept here but caught up lazily by readers (journal/index
 """
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,6 +17,7 @@ from .events import (
     AnyEvent, ApplyStarted, ArchiveWritten, CheckpointSealed, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunFinished,
     RunStarted,
 )
+from .sql import Sql
 from .states import OUTCOMES
 
 # Sorted keys, so that the same options always give the same stored text.
@@ -30,23 +30,29 @@ def to_json(value: dict[str, Any]) -> str:
     return _json.encode(value).decode()
 
 
-def _run_started(conn: sqlite3.Connection, seq: int, ev: RunStarted) -> None:
+def _run_started(conn: Sql, seq: int, ev: RunStarted) -> None:
     # Starting a run again means its planning was cut off: forget the partial plan. Its
     # record_index rows may stay: they point at EntryPlanned seqs no entries row has now.
     conn.execute("DELETE FROM entries WHERE run = ?", (ev.run,))
     conn.execute(
-        "INSERT OR REPLACE INTO runs (run, kind, source, target, options, status, started_at,"
+        "INSERT INTO runs (run, kind, source, target, options, status, started_at,"
         " sealed_at, finished_at, entries, summary, attempts, error, started_seq, checkpoint)"
-        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?, 0)",
+        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?, 0)"
+        " ON CONFLICT (run) DO UPDATE SET kind = excluded.kind, source = excluded.source,"
+        " target = excluded.target, options = excluded.options, status = excluded.status,"
+        " started_at = excluded.started_at, sealed_at = NULL, finished_at = NULL, entries = 0,"
+        " summary = '{}', attempts = 0, error = NULL, started_seq = excluded.started_seq,"
+        " checkpoint = 0",
         (ev.run, ev.kind, ev.source, ev.target, to_json(ev.options), ev.at, seq),
     )
 
 
-def _entry_planned(conn: sqlite3.Connection, seq: int, ev: EntryPlanned) -> None:
+def _entry_planned(conn: Sql, seq: int, ev: EntryPlanned) -> None:
     conn.execute(
         "INSERT INTO entries (run, entry, entity, op, records, state, error, created, skipped,"
-        " updated, failed, deleted, retries, planned_at, applied_at, planned_seq, applied_seq, outcomes)"
-        " VALUES (?, ?, ?, ?, ?, 'pending', NULL, 0, 0, 0, 0, 0, 0, ?, NULL, ?, NULL, NULL)",
+        " updated, failed, deleted, retries, planned_at, applied_at, planned_seq, applied_seq,"
+        " outcomes, worker)"
+        " VALUES (?, ?, ?, ?, ?, 'pending', NULL, 0, 0, 0, 0, 0, 0, ?, NULL, ?, NULL, NULL, NULL)",
         (ev.run, ev.entry, ev.entity, ev.op, len(ev.keys), ev.at, seq),
     )
     conn.execute("UPDATE runs SET entries = entries + 1 WHERE run = ?", (ev.run,))
@@ -54,12 +60,12 @@ def _entry_planned(conn: sqlite3.Connection, seq: int, ev: EntryPlanned) -> None
     # lazily from the log (journal/index.py).
 
 
-def _checkpoint_sealed(conn: sqlite3.Connection, seq: int, ev: CheckpointSealed) -> None:
+def _checkpoint_sealed(conn: Sql, seq: int, ev: CheckpointSealed) -> None:
     conn.execute("UPDATE runs SET checkpoint = ?, summary = ? WHERE run = ?",
                  (ev.entries, to_json(ev.summary), ev.run))
 
 
-def _plan_sealed(conn: sqlite3.Connection, seq: int, ev: PlanSealed) -> None:
+def _plan_sealed(conn: Sql, seq: int, ev: PlanSealed) -> None:
     # An applier following the checkpoints may have started already: the run stays applying.
     conn.execute(
         "UPDATE runs SET status = CASE status WHEN 'applying' THEN 'applying' ELSE 'planned' END,"
@@ -68,7 +74,7 @@ def _plan_sealed(conn: sqlite3.Connection, seq: int, ev: PlanSealed) -> None:
     )
 
 
-def _apply_started(conn: sqlite3.Connection, seq: int, ev: ApplyStarted) -> None:
+def _apply_started(conn: Sql, seq: int, ev: ApplyStarted) -> None:
     # A resume reopens a finished (failed/interrupted) run: its old finish no longer holds.
     conn.execute(
         "UPDATE runs SET status = 'applying', attempts = attempts + 1, finished_at = NULL,"
@@ -77,49 +83,52 @@ def _apply_started(conn: sqlite3.Connection, seq: int, ev: ApplyStarted) -> None
     )
 
 
-def _entry_applied(conn: sqlite3.Connection, seq: int, ev: EntryApplied) -> None:
+def _entry_applied(conn: Sql, seq: int, ev: EntryApplied) -> None:
     # A later outcome (a resume retried the entry) replaces the earlier one wholesale.
     counts = Counter(ev.outcomes)
     conn.execute(
         "UPDATE entries SET state = ?, error = ?, created = ?, skipped = ?, updated = ?,"
-        " failed = ?, deleted = ?, retries = ?, applied_at = ?, applied_seq = ?, outcomes = ?"
-        " WHERE run = ? AND entry = ?",
+        " failed = ?, deleted = ?, retries = ?, applied_at = ?, applied_seq = ?, outcomes = ?,"
+        " worker = ? WHERE run = ? AND entry = ?",
         (ev.state, ev.error, *(counts[o] for o in OUTCOMES), ev.retries, ev.at, seq,
-         _msgpack.encode(ev.outcomes), ev.run, ev.entry),
+         _msgpack.encode(ev.outcomes), ev.worker, ev.run, ev.entry),
     )
 
 
-def _run_finished(conn: sqlite3.Connection, seq: int, ev: RunFinished) -> None:
+def _run_finished(conn: Sql, seq: int, ev: RunFinished) -> None:
     conn.execute(
         "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE run = ?",
         (ev.status, ev.at, ev.error, ev.run),
     )
 
 
-def _run_cancelled(conn: sqlite3.Connection, seq: int, ev: RunCancelled) -> None:
+def _run_cancelled(conn: Sql, seq: int, ev: RunCancelled) -> None:
     conn.execute(
         "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE run = ?",
         (ev.at, ev.reason, ev.run),
     )
 
 
-def _mark_advanced(conn: sqlite3.Connection, seq: int, ev: MarkAdvanced) -> None:
+def _mark_advanced(conn: Sql, seq: int, ev: MarkAdvanced) -> None:
     # JSON keeps the value's type (a number stays a number) through a TEXT column.
     conn.execute(
-        "INSERT OR REPLACE INTO marks (name, column, value, key, run, at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        'INSERT INTO marks (name, "column", value, key, run, at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)'
+        ' ON CONFLICT (name) DO UPDATE SET "column" = excluded."column", value = excluded.value,'
+        " key = excluded.key, run = excluded.run, at = excluded.at, seq = excluded.seq",
         (ev.name, ev.column, to_json_value(ev.value).decode(), to_json_value(ev.key).decode(),
          ev.run, ev.at, seq),
     )
 
 
-def _archive_written(conn: sqlite3.Connection, seq: int, ev: ArchiveWritten) -> None:
+def _archive_written(conn: Sql, seq: int, ev: ArchiveWritten) -> None:
     # The run's summary says which file it wrote: `runs --json`, `show` and `audit` read it.
-    archive = to_json({"path": ev.path, "sha256": ev.sha256, "size": ev.size, "at": ev.at})
-    conn.execute("UPDATE runs SET summary = json_set(summary, '$.archive', json(?)) WHERE run = ?",
-                 (archive, ev.run))
+    row = conn.execute("SELECT summary FROM runs WHERE run = ?", (ev.run,)).fetchone()
+    summary = msgspec.json.decode(row[0])
+    summary["archive"] = {"path": ev.path, "sha256": ev.sha256, "size": ev.size, "at": ev.at}
+    conn.execute("UPDATE runs SET summary = ? WHERE run = ?", (to_json(summary), ev.run))
 
 
-_HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
+_HANDLERS: dict[type, Callable[[Sql, int, Any], None]] = {
     RunStarted: _run_started,
     EntryPlanned: _entry_planned,
     CheckpointSealed: _checkpoint_sealed,
@@ -133,11 +142,11 @@ _HANDLERS: dict[type, Callable[[sqlite3.Connection, int, Any], None]] = {
 }
 
 
-def project(conn: sqlite3.Connection, seq: int, event: AnyEvent) -> None:
+def project(conn: Sql, seq: int, event: AnyEvent) -> None:
     """Update the projection tables for one event, inside the caller's transaction."""
     _HANDLERS[type(event)](conn, seq, event)
 
 
-def replay(conn: sqlite3.Connection, events: Iterable[tuple[int, AnyEvent]]) -> None:
+def replay(conn: Sql, events: Iterable[tuple[int, AnyEvent]]) -> None:
     for seq, event in events:
         project(conn, seq, event)

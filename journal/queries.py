@@ -5,7 +5,6 @@ open after returning, so callers may interleave appends with paged reads.
 """
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import msgspec
 from .errors import JournalIntegrityError
 from .index import KeysHashes, keys_hashes_decoder, khash
 from .rows import EntryRow, HistoryRow, MarkRow, RunRow
+from .sql import NO_LIMIT, Sql, dialect
 from .states import OUTCOMES, Outcome
 
 _RUN_SELECT = """
@@ -27,7 +27,7 @@ FROM runs r LEFT JOIN entries e ON e.run = r.run
 
 _ENTRY_COLUMNS = (
     "run, entry, entity, op, records, state, error, created, skipped, updated, failed, deleted, retries,"
-    " planned_at, applied_at"
+    " planned_at, applied_at, worker"
 )
 
 # Candidate entries of a key hash; entries a restarted run forgot drop out of the join.
@@ -54,38 +54,46 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
     )
 
 
-def runs(conn: sqlite3.Connection, option: tuple[str, Any] | None = None,
+def runs(conn: Sql, option: tuple[str, Any] | None = None,
          statuses: Sequence[str] | None = None, limit: int | None = None) -> list[RunRow]:
     if option is None and statuses is None and limit is None:
         rows = conn.execute(_RUN_SELECT + " GROUP BY r.run ORDER BY r.started_seq DESC").fetchall()
         return [_run_row(row) for row in rows]
     # Pick the runs first, then total only their entries: "the latest run of job X" stays
     # cheap however many runs the journal holds.
-    where, params = ["1"], list[Any]()
+    where, params = ["1 = 1"], list[Any]()
     if option is not None:
-        where.append("json_extract(options, ?) = ?")
-        params += ['$."' + option[0].replace('"', '""') + '"', option[1]]
+        clause, values = _option_clause(conn, *option)
+        where.append(clause)
+        params += values
     if statuses is not None:
         where.append(f"status IN ({', '.join('?' * len(statuses))})")
         params += list(statuses)
     picked = f"SELECT run FROM runs WHERE {' AND '.join(where)} ORDER BY started_seq DESC LIMIT ?"
     sql = _RUN_SELECT + f" WHERE r.run IN ({picked}) GROUP BY r.run ORDER BY r.started_seq DESC"
-    rows = conn.execute(sql, (*params, -1 if limit is None else limit)).fetchall()
+    rows = conn.execute(sql, (*params, NO_LIMIT if limit is None else limit)).fetchall()
     return [_run_row(row) for row in rows]
 
 
-def marks(conn: sqlite3.Connection) -> list[MarkRow]:
-    rows = conn.execute("SELECT name, column, value, key, run, at FROM marks ORDER BY name").fetchall()
+def _option_clause(conn: Sql, name: str, value: Any) -> tuple[str, list[Any]]:
+    """`options[name] = value`, the option's JSON type kept (1 is not "1")."""
+    if dialect(conn) == "postgres":
+        return "options::jsonb -> ? = ?::jsonb", [name, msgspec.json.encode(value).decode()]
+    return "json_extract(options, ?) = ?", ['$."' + name.replace('"', '""') + '"', value]
+
+
+def marks(conn: Sql) -> list[MarkRow]:
+    rows = conn.execute('SELECT name, "column", value, key, run, at FROM marks ORDER BY name').fetchall()
     return [MarkRow(name, column, msgspec.json.decode(value), msgspec.json.decode(key), run, at)
             for name, column, value, key, run, at in rows]
 
 
-def run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
+def run(conn: Sql, run_id: str) -> RunRow | None:
     row = conn.execute(_RUN_SELECT + " WHERE r.run = ? GROUP BY r.run", (run_id,)).fetchone()
     return None if row is None else _run_row(row)
 
 
-def runs_with_prefix(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+def runs_with_prefix(conn: Sql, prefix: str, limit: int) -> list[str]:
     rows = conn.execute(
         "SELECT run FROM runs WHERE substr(run, 1, ?) = ? ORDER BY run LIMIT ?",
         (len(prefix), prefix, limit),
@@ -94,7 +102,7 @@ def runs_with_prefix(conn: sqlite3.Connection, prefix: str, limit: int) -> list[
 
 
 def entries_page(
-    conn: sqlite3.Connection, run_id: str, after: int, states: list[str] | None, limit: int
+    conn: Sql, run_id: str, after: int, states: list[str] | None, limit: int
 ) -> list[EntryRow]:
     sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE run = ? AND entry > ?"
     params: list[Any] = [run_id, after]
@@ -105,7 +113,7 @@ def entries_page(
     return [EntryRow(*row) for row in rows]
 
 
-def entry_event_seqs(conn: sqlite3.Connection, run_id: str, entry: int) -> tuple[int, int | None] | None:
+def entry_event_seqs(conn: Sql, run_id: str, entry: int) -> tuple[int, int | None] | None:
     """(seq of the EntryPlanned, seq of the latest EntryApplied or None), None if unplanned."""
     row = conn.execute(
         "SELECT planned_seq, applied_seq FROM entries WHERE run = ? AND entry = ?", (run_id, entry)
@@ -113,7 +121,7 @@ def entry_event_seqs(conn: sqlite3.Connection, run_id: str, entry: int) -> tuple
     return None if row is None else (row[0], row[1])
 
 
-def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[HistoryRow]:
+def history(conn: Sql, key: str, entity: str | None) -> list[HistoryRow]:
     """Rows for every position of `key` in the candidate entries, by planned seq then position.
 
     The index knows entries by key hash only: each candidate's EntryPlanned is read for the
@@ -141,7 +149,7 @@ def history(conn: sqlite3.Connection, key: str, entity: str | None) -> list[Hist
     return found
 
 
-def _keys_hashes(conn: sqlite3.Connection, seq: int) -> KeysHashes:
+def _keys_hashes(conn: Sql, seq: int) -> KeysHashes:
     row = conn.execute("SELECT type, body FROM events WHERE seq = ?", (seq,)).fetchone()
     if row is None or row[0] != "EntryPlanned":
         raise JournalIntegrityError(f"seq {seq}: projections expect an EntryPlanned there")
@@ -151,7 +159,7 @@ def _keys_hashes(conn: sqlite3.Connection, seq: int) -> KeysHashes:
         raise JournalIntegrityError(f"seq {seq}: EntryPlanned body does not decode: {exc}") from exc
 
 
-def snapshot(conn: sqlite3.Connection, tables: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(conn: Sql, tables: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
     return {
         table: conn.execute(f"SELECT * FROM {table} ORDER BY {', '.join(pk)}").fetchall()
         for table, pk in tables

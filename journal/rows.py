@@ -71,6 +71,7 @@ class EntryRow(msgspec.Struct, frozen=True):
     retries: int
     planned_at: str
     applied_at: str | None
+    worker: str | None = None  # the `syncd worker` that recorded the latest outcome
 
 
 class HistoryRow(msgspec.Struct, frozen=True):

@@ -5,16 +5,15 @@ may start a run and plan it at once. One refused event refuses the whole batch.
 """
 from __future__ import annotations
 
-import sqlite3
-
 from .errors import RejectedEvent
+from .sql import Sql
 from .events import (
     AnyEvent, ApplyStarted, ArchiveWritten, CheckpointSealed, EntryApplied, EntryPlanned, MarkAdvanced, PlanSealed, RunCancelled, RunStarted,
     type_name,
 )
 
 
-def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
+def check(conn: Sql, event: AnyEvent) -> None:
     run = conn.execute("SELECT sealed_at, entries, status, checkpoint FROM runs WHERE run = ?",
                        (event.run,)).fetchone()
     if isinstance(event, RunStarted):
@@ -46,7 +45,7 @@ def check(conn: sqlite3.Connection, event: AnyEvent) -> None:
         raise RejectedEvent(f"run {event.run!r} is {run[2]}: only a completed export wrote an archive")
 
 
-def _check_planned(conn: sqlite3.Connection, event: EntryPlanned, sealed: bool) -> None:
+def _check_planned(conn: Sql, event: EntryPlanned, sealed: bool) -> None:
     where = f"run {event.run!r} entry {event.entry}"
     if sealed:
         raise RejectedEvent(f"{where}: the plan is sealed; no entry can be added")
@@ -68,7 +67,7 @@ def _check_sealed(event: PlanSealed | CheckpointSealed, sealed: bool, planned: i
         )
 
 
-def _check_applied(conn: sqlite3.Connection, event: EntryApplied) -> None:
+def _check_applied(conn: Sql, event: EntryApplied) -> None:
     where = f"run {event.run!r} entry {event.entry}"
     row = conn.execute(
         "SELECT records FROM entries WHERE run = ? AND entry = ?", (event.run, event.entry)
@@ -79,7 +78,7 @@ def _check_applied(conn: sqlite3.Connection, event: EntryApplied) -> None:
         raise RejectedEvent(f"{where}: {len(event.outcomes)} outcomes for {row[0]} records")
 
 
-def _check_mark(conn: sqlite3.Connection, event: MarkAdvanced) -> None:
+def _check_mark(conn: Sql, event: MarkAdvanced) -> None:
     # A mark says "everything up to here is in the target": only a completed run can say so.
     status = conn.execute("SELECT status FROM runs WHERE run = ?", (event.run,)).fetchone()[0]
     if status != "completed":

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported by the callers that create tables: opening a journ
 SCHEMA_VERSION = "1"
 # The projections' layout: a journal whose projections were built by another layout has them
 # dropped and rebuilt from its events when opened (they are derived data).
-PROJECTIONS_VERSION = "5"
+PROJECTIONS_VERSION = "6"
 APPEND_ONLY = "journal events are append-only"
 
 # Projection table -> its primary key, which is also the order snapshots are taken in.
@@ -75,6 +75,7 @@ def create_projections(db: Database) -> None:
             "failed": int, "deleted": int, "retries": int, "planned_at": str, "applied_at": str,
             "planned_seq": int, "applied_seq": int,  # find the stored events in O(1)
             "outcomes": bytes,  # msgpack list of the latest outcomes, read by history()
+            "worker": str,  # EntryApplied.worker of the latest outcome
         },
         pk=("run", "entry"),
         if_not_exists=True,

@@ -20,25 +20,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from . import index, queries, rules, schema
-from .chain import GENESIS, link
-from .errors import JournalError, JournalIntegrityError, JournalStorageError, NotAJournal, UnknownEntry
-from .events import AnyEvent, CheckpointSealed, EntryApplied, EntryPlanned, decode, encode, type_name
+from . import index, schema
+from .common import INSERT_EVENT, SqlJournal, decode_body, stage, tail
+from .errors import JournalError, JournalIntegrityError, JournalStorageError, NotAJournal
+from .events import AnyEvent
 from .head import Head, HeadFile
-from .projections import project, replay
-from .resolve import resolve_run
-from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
+from .projections import replay
+from .rows import VerifyReport
 from .verify import Heads, verify_sqlite
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-# Rows per locked read: bounds memory (an entry's payload can be ~100 kB) and lets appends
-# from other threads in between pages.
-PAGE = 256
-_INSERT_EVENT = "INSERT INTO events (seq, at, run, type, body, hash) VALUES (?, ?, ?, ?, ?, ?)"
-_EVENT_COLUMNS = "seq, at, run, type, body, hash"
-_E = TypeVar("_E", EntryPlanned, EntryApplied)
 # How long a write waits for another process's transaction before the journal counts as
 # locked (SQLite's busy timeout), in seconds; the variable overrides it (tests, or operators
 # who would rather fail fast than wait).
@@ -141,7 +134,7 @@ def _rebuild(conn: sqlite3.Connection) -> None:
     schema.drop_projections(db)
     schema.create_projections(db)
     rows = conn.execute("SELECT seq, body FROM events ORDER BY seq")
-    replay(conn, ((seq, _decode(seq, body)) for seq, body in rows))
+    replay(conn, ((seq, decode_body(seq, body)) for seq, body in rows))
     while not index.catch_up_chunk(conn):
         pass
 
@@ -151,14 +144,7 @@ def _meta(conn: sqlite3.Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _decode(seq: int, body: bytes) -> AnyEvent:
-    try:
-        return decode(body)
-    except msgspec.DecodeError as exc:
-        raise JournalIntegrityError(f"seq {seq}: event body does not decode: {exc}") from exc
-
-
-class SqliteJournal:
+class SqliteJournal(SqlJournal):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
@@ -204,7 +190,7 @@ class SqliteJournal:
         journal, or one from before head files): write it from the tail, replacing any stale
         file of a deleted journal. From then on a missing head file is a problem for verify."""
         if _meta(conn, "head_file") is None:
-            seq, previous = self._tail(conn)
+            seq, previous = tail(conn)
             self._head_file.reset(Head(seq, previous.hex()))
             conn.execute("INSERT INTO meta (key, value) VALUES ('head_file', '1')")
 
@@ -241,30 +227,13 @@ class SqliteJournal:
         if not events:
             return self.last_seq()
         with self._writing(durable) as conn:
-            seq, previous = self._tail(conn)
-            rows = []
-            for event in events:
-                rules.check(conn, event)
-                body = encode(event)
-                previous, seq = link(previous, body), seq + 1
-                rows.append((seq, event.at, event.run, type_name(event), body, previous.hex()))
-                project(conn, seq, event)
-            conn.executemany(_INSERT_EVENT, rows)
+            head, rows = stage(conn, events)
+            conn.executemany(INSERT_EVENT, rows)
         # After the commit: a head file ahead of the events would read as a truncation. Only
         # durable appends move it (each costs two fsyncs); the next one covers what came between.
         if durable:
-            self._head_file.advance(Head(seq, previous.hex()))
-        return seq
-
-    def head(self) -> Head:
-        with self._reading() as conn:
-            seq, previous = self._tail(conn)
-        return Head(seq, previous.hex())
-
-    @staticmethod
-    def _tail(conn: sqlite3.Connection) -> tuple[int, bytes]:
-        row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return (0, GENESIS) if row is None else (row[0], bytes.fromhex(row[1]))
+            self._head_file.advance(head)
+        return head.seq
 
     def rebuild_projections(self) -> None:
         """Drop the projection tables and replay every event into fresh ones, the record
@@ -288,104 +257,6 @@ class SqliteJournal:
             with self._writing(durable=False) as conn:
                 done = index.catch_up_chunk(conn)
 
-
-    # -- the log ------------------------------------------------------------------------
-
-    def read(self, after: int = 0, run: str | None = None) -> Iterator[Recorded]:
-        """Events with seq > after (of one run, if given) in seq order, a page at a time."""
-        where = "seq > ?" + (" AND run = ?" if run is not None else "")
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT {PAGE}"
-        while True:
-            with self._reading() as conn:
-                page = conn.execute(sql, (after,) if run is None else (after, run)).fetchall()
-            for seq, at, run_id, type_, body, hash_ in page:
-                yield Recorded(seq, at, run_id, type_, _decode(seq, body), hash_)
-            if len(page) < PAGE:
-                return
-            after = page[-1][0]
-
-    def last_seq(self) -> int:
-        with self._reading() as conn:
-            last: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        return last
-
-    def _event_at(self, seq: int, kind: type[_E]) -> _E:
-        """The event a projection row points at; anything else means the file was tampered with."""
-        with self._reading() as conn:
-            row = conn.execute("SELECT body FROM events WHERE seq = ?", (seq,)).fetchone()
-        event = None if row is None else _decode(seq, row[0])
-        if not isinstance(event, kind):
-            raise JournalIntegrityError(f"seq {seq}: projections expect a {kind.__name__} there")
-        return event
-
-    # -- projections --------------------------------------------------------------------
-
-    def resolve_run(self, text: str) -> str:
-        with self._reading() as conn:
-            return resolve_run(text, lambda prefix, n: queries.runs_with_prefix(conn, prefix, n))
-
-    def runs(self, *, option: tuple[str, Any] | None = None, statuses: Iterable[str] | None = None,
-             limit: int | None = None) -> list[RunRow]:
-        """Runs, newest first: every one, or those whose RunStarted options hold
-        `option` = (name, value), whose status is one of `statuses`, at most `limit`."""
-        wanted = None if statuses is None else list(statuses)
-        with self._reading() as conn:
-            return queries.runs(conn, option, wanted, limit)
-
-    def marks(self) -> dict[str, MarkRow]:
-        """The latest MarkAdvanced of every name."""
-        with self._reading() as conn:
-            return {mark.name: mark for mark in queries.marks(conn)}
-
-    def run(self, run_id: str) -> RunRow | None:
-        with self._reading() as conn:
-            return queries.run(conn, run_id)
-
-    def entries(self, run_id: str, states: Iterable[str] | None = None) -> Iterator[EntryRow]:
-        """The run's entries by entry number; no lock is held between pages, so the caller
-        may append outcomes while iterating (the applier does)."""
-        wanted = None if states is None else list(states)
-        after = 0
-        while True:
-            with self._reading() as conn:
-                page = queries.entries_page(conn, run_id, after, wanted, PAGE)
-            yield from page
-            if len(page) < PAGE:
-                return
-            after = page[-1].entry
-
-    def _entry_seqs(self, run_id: str, entry: int) -> tuple[int, int | None]:
-        with self._reading() as conn:
-            seqs = queries.entry_event_seqs(conn, run_id, entry)
-        if seqs is None:
-            raise UnknownEntry(f"run {run_id!r} has no planned entry {entry}")
-        return seqs
-
-    def planned(self, run_id: str, entry: int) -> EntryPlanned:
-        return self._event_at(self._entry_seqs(run_id, entry)[0], EntryPlanned)
-
-    def applied(self, run_id: str, entry: int) -> EntryApplied | None:
-        """The entry's latest outcome, or None while it is pending."""
-        seq = self._entry_seqs(run_id, entry)[1]
-        return None if seq is None else self._event_at(seq, EntryApplied)
-
-    def checkpoints(self, run_id: str) -> list[CheckpointSealed]:
-        with self._reading() as conn:
-            rows = conn.execute("SELECT seq, body FROM events WHERE run = ? AND type = ? ORDER BY seq",
-                                (run_id, CheckpointSealed.__name__)).fetchall()
-        return [event for seq, body in rows if isinstance(event := _decode(seq, body), CheckpointSealed)]
-
-    def history(self, key: str, entity: str | None = None) -> list[HistoryRow]:
-        """Every planned operation on the record `key`, oldest first."""
-        self.catch_up_index()
-        with self._reading() as conn:
-            return queries.history(conn, key, entity)
-
-    def projection_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every projection table's rows, the record index caught up first."""
-        self.catch_up_index()
-        with self._reading() as conn:
-            return queries.snapshot(conn, schema.PROJECTIONS.items())
 
     # -- integrity ------------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -20,16 +23,22 @@ from .head import Head
 from .projections import project
 from .rows import VerifyReport
 from .schema import PROJECTIONS, create_projections
+from .sql import Sql
 
 # A difference is reported with one example row, cut to keep problems one readable line.
 EXAMPLE_CHARS = 160
 
 
-class _Walk:
-    """Checks events one by one in seq order and replays the good ones into `scratch`."""
+class Walk:
+    """Checks events one by one in seq order and replays the good ones into `scratch`;
+    `replaying` wraps each replay (Postgres: a savepoint, so one failure does not end the
+    transaction) and `errors` are what a replay that fails may raise."""
 
-    def __init__(self, scratch: sqlite3.Connection) -> None:
+    def __init__(self, scratch: Sql, errors: tuple[type[Exception], ...] = (sqlite3.Error,),
+                 replaying: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         self.scratch = scratch
+        self.errors = errors
+        self.replaying = replaying
         self.expected = 1
         self.previous = GENESIS
         self.count = 0
@@ -66,8 +75,9 @@ class _Walk:
 
     def _replay(self, seq: int, event: AnyEvent) -> None:
         try:
-            project(self.scratch, seq, event)
-        except sqlite3.Error as exc:
+            with self.replaying():
+                project(self.scratch, seq, event)
+        except self.errors as exc:
             self.problems.append(f"seq {seq}: replaying {type_name(event)} failed ({exc})")
 
 
@@ -78,11 +88,12 @@ def _hash_bytes(stored: str) -> bytes:
         return b""  # unreadable: the next event's link check fails and says so
 
 
-def _compare(conn: sqlite3.Connection) -> list[str]:
+def compare(conn: Sql, live: str = "live", rebuilt: str = "main") -> list[str]:
+    """Each projection table of schema `live` against its rebuild in schema `rebuilt`."""
     problems = []
     for table, pk in PROJECTIONS.items():
         try:
-            problem = _compare_table(conn, table, ", ".join(pk))
+            problem = _compare_table(conn, f"{live}.{table}", f"{rebuilt}.{table}", ", ".join(pk))
         except sqlite3.Error as exc:
             problem = f"projection {table} cannot be compared ({exc})"
         if problem:
@@ -90,15 +101,16 @@ def _compare(conn: sqlite3.Connection) -> list[str]:
     return problems
 
 
-def _compare_table(conn: sqlite3.Connection, table: str, order: str) -> str | None:
-    live_only = f"SELECT * FROM live.{table} EXCEPT SELECT * FROM main.{table}"
-    rebuilt_only = f"SELECT * FROM main.{table} EXCEPT SELECT * FROM live.{table}"
-    extra = conn.execute(f"SELECT COUNT(*) FROM ({live_only})").fetchone()[0]
-    missing = conn.execute(f"SELECT COUNT(*) FROM ({rebuilt_only})").fetchone()[0]
+def _compare_table(conn: Sql, live: str, rebuilt: str, order: str) -> str | None:
+    table = live.rsplit(".", 1)[1]
+    live_only = f"SELECT * FROM {live} EXCEPT SELECT * FROM {rebuilt}"
+    rebuilt_only = f"SELECT * FROM {rebuilt} EXCEPT SELECT * FROM {live}"
+    extra = conn.execute(f"SELECT COUNT(*) FROM ({live_only}) AS differing").fetchone()[0]
+    missing = conn.execute(f"SELECT COUNT(*) FROM ({rebuilt_only}) AS differing").fetchone()[0]
     if not extra and not missing:
         return None
     side, query = ("live", live_only) if extra else ("rebuilt", rebuilt_only)
-    example = conn.execute(f"SELECT * FROM ({query}) ORDER BY {order} LIMIT 1").fetchone()
+    example = conn.execute(f"SELECT * FROM ({query}) AS differing ORDER BY {order} LIMIT 1").fetchone()
     return (
         f"projection {table} differs: {extra} rows only live, {missing} only rebuilt;"
         f" first {side}-only row: {repr(example)[:EXAMPLE_CHARS]}"
@@ -114,25 +126,25 @@ class Heads(msgspec.Struct, frozen=True):
     expect: Head | None = None
 
 
-def _head_problems(conn: sqlite3.Connection, heads: Heads) -> list[str]:
-    last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM live.events").fetchone()[0]
+def head_problems(conn: Sql, heads: Heads, events: str = "live.events") -> list[str]:
+    last = conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {events}").fetchone()[0]
     problems = []
     if heads.sidecar is None and heads.sidecar_expected:
         problems.append("the head file is missing: cannot tell whether events were cut off the end")
     for name, head in (("the head file", heads.sidecar), ("the expected head", heads.expect)):
         if head is not None:
-            problems.extend(_reaches(conn, last, name, head))
+            problems.extend(_reaches(conn, events, last, name, head))
     return problems
 
 
-def _reaches(conn: sqlite3.Connection, last: int, name: str, head: Head) -> list[str]:
+def _reaches(conn: Sql, events: str, last: int, name: str, head: Head) -> list[str]:
     if head.seq < 0:
         return [f"{name} is unreadable ({head.hash!r})"]
     if head.seq > last:
         return [f"events end at seq {last} but {name} says seq {head.seq}: events were cut off the end"]
     if head.seq == 0:
         return []
-    stored = conn.execute("SELECT hash FROM live.events WHERE seq = ?", (head.seq,)).fetchone()
+    stored = conn.execute(f"SELECT hash FROM {events} WHERE seq = ?", (head.seq,)).fetchone()
     if stored is None:
         return [f"seq {head.seq}: missing, but {name} names it"]
     if stored[0] != head.hash:
@@ -146,7 +158,7 @@ def _verify(scratch: sqlite3.Connection, live: Path, heads: Heads) -> VerifyRepo
     create_projections(Database(scratch, recursive_triggers=False, execute_plugins=False))
     scratch.execute("ATTACH DATABASE ? AS live", (str(live),))  # not allowed inside a transaction
     scratch.execute("BEGIN")
-    walk = _Walk(scratch)
+    walk = Walk(scratch)
     for row in scratch.execute("SELECT seq, at, run, type, body, hash FROM live.events ORDER BY seq"):
         walk.step(*row)
     # The live record index is built lazily: rebuild it up to the seq it says it covers,
@@ -156,7 +168,7 @@ def _verify(scratch: sqlite3.Connection, live: Path, heads: Heads) -> VerifyRepo
         "SELECT seq, body FROM live.events WHERE type = 'EntryPlanned' AND seq <= ? ORDER BY seq", (upto,)
     )
     index.build(scratch, planned, upto)
-    problems = walk.problems + _head_problems(scratch, heads) + _compare(scratch)
+    problems = walk.problems + head_problems(scratch, heads) + compare(scratch)
     scratch.execute("ROLLBACK")  # the scratch rows have served their purpose
     return VerifyReport(ok=not problems, events=walk.count, problems=problems)
 
