@@ -7,6 +7,7 @@ the config file's folder, so nothing downstream depends on the process's working
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -27,7 +28,15 @@ _TOKEN_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class JournalConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # sqlite:///path (one machine) or postgresql://USER@HOST:PORT/DB?schema=NAME (shared by
+    # workers and daemons on several machines; schema syncd_journal unless named)
     url: str = "sqlite:///.syncd/journal.db"
+    # a Postgres journal's password, written "${VAR}" as an environment's; without it libpq
+    # reads PGPASSWORD or ~/.pgpass
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"JournalConfig(url={self.url!r}, password={None if self.password is None else '***'})"
 
 
 class EnvironmentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -157,7 +166,7 @@ def _build(raw: dict[str, Any], *, where: str, base_dir: str) -> Config:
         if key not in known:
             raise ConfigError(f"{where}unknown key {key!r}")
     journal = _convert(raw.get("journal", {}), JournalConfig, where, "journal")
-    journal.url = _resolve_sqlite(journal.url, base_dir, where, "journal.url")
+    journal.url = _journal_url(journal, base_dir, where)
     environments = {
         name: _environment(name, value, where, base_dir)
         for name, value in _table(raw, "environments", where).items()
@@ -284,6 +293,34 @@ def _resolve_sqlite(url: str, base_dir: str, where: str, dotted: str) -> str:
     return "sqlite:///" + path.as_posix()  # absolute path → the four-slash form
 
 
+JOURNAL_SCHEMA = "syncd_journal"  # a Postgres journal's schema when its URL names none
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def _journal_url(journal: JournalConfig, base_dir: str, where: str) -> str:
+    if not is_postgres_url(journal.url):
+        if journal.password is not None:
+            raise ConfigError(f"{where}journal.password: only a Postgres journal takes a password")
+        return _resolve_sqlite(journal.url, base_dir, where, "journal.url")
+    from .stores.postgres.url import parse_url  # no psycopg: checks the text only
+    try:
+        url = parse_url(journal.url)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}journal.url: {exc}") from None
+    if "schema=" not in journal.url:
+        url = dataclasses.replace(url, schema=JOURNAL_SCHEMA)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", url.schema):
+        raise ConfigError(f"{where}journal.url: schema {url.schema!r} must be a plain lower-case name "
+                          "(letters, digits, _)")
+    if journal.password is not None and _TOKEN_REF.fullmatch(journal.password) is None:
+        raise ConfigError(f"{where}journal.password: write it as \"${{VAR}}\"; passwords are "
+                          "read from the process environment, never from the file")
+    return str(url)
+
+
 def _records_url(url: str, base_dir: str, where: str, dotted: str) -> str:
     from .stores import RECORD_STORES  # the registry imports this module: resolved at call time
     try:
@@ -353,18 +390,18 @@ def _password(env: EnvironmentConfig, where: str, dotted: str) -> str | None:
     return env.password
 
 
-def password_value(name: str, env: EnvironmentConfig) -> str | None:
-    """The environment's password read from the process environment now, or None (libpq
-    then reads PGPASSWORD or ~/.pgpass); the value itself never appears in a message."""
-    if env.password is None:
+def password_value(dotted: str, password: str | None) -> str | None:
+    """A `password = "${VAR}"` (of the setting `dotted`) read from the process environment
+    now, or None (libpq then reads PGPASSWORD or ~/.pgpass); the value itself never appears
+    in a message."""
+    if password is None:
         return None
-    match = _TOKEN_REF.fullmatch(env.password)
+    match = _TOKEN_REF.fullmatch(password)
     if match is None:
-        raise ConfigError(f"environments.{name}.password: write it as \"${{VAR}}\"")
+        raise ConfigError(f"{dotted}.password: write it as \"${{VAR}}\"")
     value = os.environ.get(match[1])
     if not value:
-        raise ConfigError(f"environments.{name}.password: environment variable {match[1]} "
-                          "is not set")
+        raise ConfigError(f"{dotted}.password: environment variable {match[1]} is not set")
     return value
 
 

@@ -1,5 +1,9 @@
-"""OS file locks beside the journal: one daemon per journal, one run of a job at a time,
-one applier per run (a daemon and a user's `syncd resume` never apply the same run at once).
+"""Locks on a journal: one daemon per SQLite journal, one run of a job at a time, one applier
+per run (a daemon and a user's `syncd resume` never apply the same run at once).
+
+Beside an SQLite journal they are OS file locks (below); on a Postgres journal, which
+processes on several machines share, advisory locks of its database with the same promises
+(journal/postgres/locks.py). Callers hand over the journal (or an SQLite journal's path).
 
 flock(2) locks belong to an open file and vanish with the process, however it ends (even
 SIGKILL), so a lock is never stale; the file only names the holder's pid for messages.
@@ -11,9 +15,42 @@ import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
+
+from journal import Journal
 
 from .errors import InputError, RunStateError
+
+
+class Lock(Protocol):
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> str: ...
+
+    def held_elsewhere(self) -> bool: ...
+
+    def __enter__(self) -> Lock: ...
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+Where = Journal | Path  # a journal, or an SQLite journal's path
+
+
+def shared(where: Where) -> bool:
+    """Whether several daemons may share this journal (a Postgres one: they share its jobs)."""
+    return hasattr(where, "advisory_lock")
+
+
+def _named(where: Where, name: str, file: str, *, remove: bool = False) -> Lock:
+    if shared(where):
+        lock: Lock = where.advisory_lock(name)  # type: ignore[union-attr]
+        return lock
+    path = where if isinstance(where, Path) else where.path
+    return FileLock(path.parent / (path.name + file), remove=remove)
 
 
 class FileLock:
@@ -73,19 +110,19 @@ class FileLock:
         self.release()
 
 
-def daemon_lock(journal: Path) -> FileLock:
-    return FileLock(journal.with_name(journal.name + ".daemon.lock"))
+def daemon_lock(journal: Where) -> Lock:
+    return _named(journal, "daemon", ".daemon.lock")
 
 
-def job_lock(journal: Path, job: str) -> FileLock:
-    return FileLock(journal.with_name(f"{journal.name}.job-{job}.lock"))
+def job_lock(journal: Where, job: str) -> Lock:
+    return _named(journal, f"job {job}", f".job-{job}.lock")
 
 
-def run_lock(journal: Path, run_id: str) -> FileLock:
-    return FileLock(journal.with_name(f"{journal.name}.runs") / f"{run_id}.lock", remove=True)
+def run_lock(journal: Where, run_id: str) -> Lock:
+    return _named(journal, f"run {run_id}", f".runs/{run_id}.lock", remove=True)
 
 
-def hold_run_lock(journal: Path, run_id: str) -> FileLock:
+def hold_run_lock(journal: Where, run_id: str) -> Lock:
     """The run's applier lock, or a RunStateError naming the process that holds it."""
     lock = run_lock(journal, run_id)
     if not lock.acquire():
@@ -101,8 +138,12 @@ def _still_named(handle: IO[str], path: Path) -> bool:
         return False
 
 
-def hold_daemon_lock(journal: Path) -> FileLock:
-    """The daemon lock of this journal, or an InputError naming the daemon that holds it."""
+def hold_daemon_lock(journal: Where) -> Lock | None:
+    """The daemon lock of this journal, or an InputError naming the daemon that holds it;
+    None for a Postgres journal, which any number of daemons share (one plans each due run:
+    the job lock)."""
+    if shared(journal):
+        return None
     lock = daemon_lock(journal)
     if not lock.acquire():
         raise InputError(f"another syncd daemon (pid {lock.holder()}) is running on journal {journal}; "

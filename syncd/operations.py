@@ -20,7 +20,7 @@ from .adapters import connect, load_schema, open_store
 from .errors import ConflictError, Interrupted, RunStateError
 from .journaling import JournalSink, NullSink
 from .follower import Follower
-from .locks import FileLock, hold_run_lock
+from .locks import Lock, hold_run_lock
 from .plan import Checkpoint, PlanSummary, RecordAction
 from .planner import PlanContext, PlanSink, Planner
 from .planner.clone import ClonePlanner
@@ -44,7 +44,7 @@ class Applying:
     lock, held by the planning process until apply() has ended the run."""
 
     follower: Follower
-    lock: FileLock
+    lock: Lock
 
 
 @dataclass
@@ -99,7 +99,7 @@ def label_keys(journal: Journal, schema: Schema, env: str, labels: tuple[str, ..
 
 async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = False,
                stopping: Callable[[], bool] = lambda: False, run_id: str | None = None,
-               overlap: Config | None = None, lock: FileLock | None = None) -> Planned:
+               overlap: Config | None = None, lock: Lock | None = None) -> Planned:
     """Plan into the journal (sealed at the end), or nowhere when journal is None (dry run).
 
     With `overlap` (the config) and a planner that makes checkpoints, an applier process
@@ -120,7 +120,7 @@ async def plan(ctx: PlanContext, journal: Journal | None, *, verbose: bool = Fal
     def start_applying() -> None:  # at the first checkpoint: a plan of one group never needs it
         nonlocal applying
         if applying is None and overlap is not None and os.environ.get(OVERLAP_VAR) != "0":
-            held = lock or hold_run_lock(journal.path, run_id)  # before the process: it needs it held
+            held = lock or hold_run_lock(journal, run_id)  # before the process: it needs it held
             applying = Applying(Follower.start(overlap, run_id, ctx.request.target), held)
 
     jsink = JournalSink(journal, run_id, ctx.request, resumed=checkpoints[-1] if checkpoints else None,
@@ -159,7 +159,7 @@ async def apply(config: Config, journal: Journal, run_id: str, *,
     """Apply a sealed run and end it. With `applying`, an applier process has been applying
     it while it was planned: wait for it, then apply what it did not reach."""
     progress = progress or Progress()
-    with applying.lock if applying else hold_run_lock(journal.path, run_id):
+    with applying.lock if applying else hold_run_lock(journal, run_id):
         run = journal.run(run_id)  # read under the lock: another applier may just have ended it
         if run is None:
             raise RunStateError(f"unknown run {run_id}")
@@ -209,7 +209,7 @@ async def replan(config: Config, journal: Journal, run_id: str, *,
     """Plan a run again whose planning was cut off before its seal: from its last checkpoint
     (what the checkpoints sealed may be applied already), or from the start when it has none
     (nothing was applied). With `overlap`, as plan() does."""
-    lock = hold_run_lock(journal.path, run_id)
+    lock = hold_run_lock(journal, run_id)
     try:
         run = journal.run(run_id)
         assert run is not None
@@ -261,7 +261,7 @@ async def finish_run(config: Config, journal: Journal, run_id: str, *,
 def cancel(journal: Journal, run_id: str, reason: str) -> None:
     """Abandon a run that is not completed: journaled, so `runs` shows it cancelled and no
     resume or daemon ever applies it. What it already applied stays (and stays audited)."""
-    with hold_run_lock(journal.path, run_id):  # not while another process applies it
+    with hold_run_lock(journal, run_id):  # not while another process applies it
         run = journal.run(run_id)
         if run is None:
             raise RunStateError(f"unknown run {run_id}")

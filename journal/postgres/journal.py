@@ -35,6 +35,7 @@ from ..rows import VerifyReport
 from ..verify import Heads
 from . import index, schema
 from .connection import PgSql
+from .locks import AdvisoryLock
 from .verify import verify
 
 CONNECT_TIMEOUT = 10
@@ -123,6 +124,10 @@ class PostgresJournal(SqlJournal):
                 conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("SELECT pg_advisory_xact_lock(?)", (self._append_key,))
             yield conn
+
+    def advisory_lock(self, name: str) -> AdvisoryLock:
+        """A lock every process on this journal sees (syncd/locks.py names them)."""
+        return AdvisoryLock(self, name)
 
     # -- writing -----------------------------------------------------------------------------
 

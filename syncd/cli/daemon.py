@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+from journal import Journal
+
 import anyio
 import click
 
@@ -60,9 +62,9 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
     from ..daemon import jobs as daemon_jobs, schedule, status
     config = config_of(ctx)
     defined = daemon_jobs.load_jobs(config)
-    journal = journals.journal_for(config) if journals.journal_path(config).exists() else None
+    journal = journals.journal_for(config) if journals.journal_exists(config) else None
     since = schedule.utcnow()
-    views = [status.job_view(journal, job, since, _held(config, job.name)) for job in defined]
+    views = [status.job_view(journal, job, since, _held(journal, job.name)) for job in defined]
     if as_json:
         print(json.dumps({"jobs": views}))
         return
@@ -75,8 +77,8 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
                                   [_job_row(v) for v in views]))
 
 
-def _held(config: Config, name: str) -> bool:
-    return job_lock(journals.journal_path(config), name).held_elsewhere()
+def _held(journal: Journal | None, name: str) -> bool:
+    return journal is not None and job_lock(journal, name).held_elsewhere()
 
 
 def _job_row(view: dict[str, Any]) -> list[Any]:
@@ -100,10 +102,9 @@ def run_job(ctx: click.Context, name: str, as_json: bool, log_format: str) -> No
     config = config_of(ctx)
     job = daemon_jobs.find_job(daemon_jobs.load_jobs(config), name)
     anyio.run(daemon_jobs.check_job, config, job)
-    lock = job_lock(journals.journal_path(config), name)
-    if not lock.acquire():
-        raise InputError(f"job {name!r} is running in another process (pid {lock.holder()})")
-    with lock, journals.journal_for(config) as journal:
+    with journals.journal_for(config) as journal, job_lock(journal, name) as lock:
+        if not lock.acquire():
+            raise InputError(f"job {name!r} is running in another process (pid {lock.holder()})")
         log = logs.setup(log_format)
         done = anyio.run(lambda: turn.take_turn(
             config, journal, job, log=log, due=lambda last: True, stopping=STOP))

@@ -30,7 +30,7 @@ def runs(ctx: click.Context, statuses: tuple[RunStatus, ...], limit: int | None,
     """Runs, newest first: id, kind, source → target, status, record counts, start time."""
     config = config_of(ctx, required=False)
     rows = (journals.journal_for(config).runs(statuses=statuses or None, limit=limit)
-            if journals.journal_path(config).exists() else [])
+            if journals.journal_exists(config) else [])
     if as_json:
         print(json.dumps([_run_json(r) for r in rows]))
         return

@@ -140,7 +140,7 @@ class Daemon:
     # -- work -----------------------------------------------------------------------------------
 
     async def _job_task(self, job: Job) -> None:
-        lock = job_lock(self.journal_path, job.name)
+        lock = job_lock(self.journal, job.name)
         try:
             if not lock.acquire():
                 if job.name not in self._elsewhere:
@@ -249,9 +249,11 @@ def main(config: Config, *, once: bool, status_addr: str | None, log_format: str
     anyio.run(check_jobs, config, jobs)
     path = journals.journal_path(config)
     with ExitStack() as stack:
-        stack.enter_context(hold_daemon_lock(path))
-        server = StatusServer(addr) if addr else None
         journal = stack.enter_context(journals.journal_for(config))
+        daemon_lock = hold_daemon_lock(journal)
+        if daemon_lock is not None:
+            stack.enter_context(daemon_lock)
+        server = StatusServer(addr) if addr else None
         log = logs.setup(log_format)
         daemon = Daemon(config, journal, path, jobs, log, once=once, grace=grace,
                         stopped_before=stopped_before)

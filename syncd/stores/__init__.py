@@ -77,7 +77,7 @@ def _open_postgres(name: str, env: EnvironmentConfig, base_dir: str, readonly: b
     except ImportError as exc:
         raise _extra(name, "postgres", exc) from None
     from .postgres.url import parse_url
-    return PostgresStore(name, parse_url(env.records), password_value(name, env),
+    return PostgresStore(name, parse_url(env.records), password_value(f"environments.{name}", env.password),
                          readonly=readonly)
 
 

@@ -44,7 +44,7 @@ class PostgresStore:
         self.url = url
         self.path = str(url)  # what `syncd serve` prints
         self.readonly = readonly
-        self._kwargs = _connect_kwargs(url, password, readonly)
+        self._kwargs = connect_kwargs(url, password, readonly)
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pinned: psycopg.AsyncConnection[Any] | None = None  # atomic()'s connection
         self._columns: dict[str, dict[str, PgColumn]] = {}
@@ -462,7 +462,7 @@ def _copy_error(entity: Entity, columns: Sequence[str], rows: list[Sequence[Any]
     return _cannot(entity, row[list(columns).index(entity.key)], column, value, why)
 
 
-def _connect_kwargs(url: PgUrl, password: str | None, readonly: bool) -> dict[str, Any]:
+def connect_kwargs(url: PgUrl, password: str | None, readonly: bool) -> dict[str, Any]:
     # UTC sessions: timestamptz values read and written without an offset mean UTC.
     options = "-c TimeZone=UTC -c DateStyle=ISO,YMD"
     if readonly:  # a source can never be written, whatever the SQL
