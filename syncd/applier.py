@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, Callable
 
 import anyio
+import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from journal import DECISIONS, TODO_STATES, EntryRow, EntryState, FinishStatus, Journal, Outcome
@@ -133,6 +134,20 @@ class Applier:
                 return True
             await anyio.sleep(poll)
         return False
+
+    async def apply_one(self, number: int, worker: str) -> EntryApplied:
+        """Entry `number` for a `syncd worker`, its outcome returned, not appended: the
+        worker's lease fences that (journal/postgres/leases.py). Another worker may have died
+        after writing part of it, so rows found written with the planned content count as
+        created."""
+        self._resuming = True
+        entry = await anyio.to_thread.run_sync(self.journal.planned, self.run_id, number)
+        rows = unpack_rows(entry.payload)
+        failpoints.hit("apply.before-entry")
+        applied = (self._outcome(entry, "done", ["skipped"] * len(rows), None, 0)
+                   if entry.op in DECISIONS else await self._apply(entry, rows))
+        failpoints.hit("apply.after-effect")
+        return msgspec.structs.replace(applied, worker=worker)
 
     def _followed_result(self) -> ApplyResult:
         """The failures an applier process recorded."""

@@ -36,6 +36,7 @@ from .tasks import task_group
 # SYNCD_OVERLAP=0 plans first and applies after, in one process, even where the planner makes
 # checkpoints (a comparison for benchmarks, a fallback if the second process is unwelcome).
 OVERLAP_VAR = "SYNCD_OVERLAP"
+WORKERS_POLL = 0.2  # seconds between two looks at a run that workers apply
 
 
 @dataclass
@@ -256,6 +257,24 @@ async def finish_run(config: Config, journal: Journal, run_id: str, *,
     if run.sealed_at is None:
         applying = (await replan(config, journal, run_id, stopping=stopping, overlap=True)).applying
     return (await apply(config, journal, run_id, stopping=stopping, applying=applying)).status
+
+
+async def await_workers(journal: Journal, run_id: str, on_entry: Callable[[str, int], None],
+                        stopping: Callable[[], bool] = lambda: False) -> str | None:
+    """Until `syncd worker` processes have ended the run, reporting each entry they apply;
+    its status, or None when `stopping` ended the wait first (the workers go on)."""
+    seen: set[int] = set()
+    while not stopping():
+        run = journal.run(run_id)
+        for row in journal.entries(run_id, states=("done", "failed")):
+            if row.entry not in seen:
+                seen.add(row.entry)
+                if row.op != "copy":
+                    on_entry(row.entity, row.records)
+        if run is None or run.status not in ("planning", "planned", "applying"):
+            return run.status if run is not None else "cancelled"
+        await anyio.sleep(WORKERS_POLL)
+    return None
 
 
 def cancel(journal: Journal, run_id: str, reason: str) -> None:

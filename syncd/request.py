@@ -58,6 +58,8 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     resolver: str | None = None
     # revert: the run whose effects are undone; delete: the export run whose records go
     reverts: str | None = None
+    # applied by `syncd worker` processes sharing a Postgres journal, not by this process
+    workers: bool = False
 
     @property
     def by_entity(self) -> bool:
@@ -91,6 +93,8 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             "include": "only clone includes children" if self.include and not clone else None,
             "set": "only clone and move set fields" if self.set and not (clone or move) else None,
             "update": f"{self.kind} does not take --update" if self.update and (clone or move) else None,
+            "workers": "only copy and transfer are applied by workers"
+            if self.workers and self.kind not in ("copy", "transfer") else None,
             "limit": "must be 1 or more" if self.limit is not None and self.limit < 1 else None,
             "copy_files": "only transfer, export, import and restore copy files"
             if self.copy_files and self.kind not in files else None,

@@ -35,6 +35,7 @@ from ..rows import VerifyReport
 from ..verify import Heads
 from . import index, schema
 from .connection import PgSql
+from .leases import Leases
 from .locks import AdvisoryLock
 from .verify import verify
 
@@ -124,6 +125,10 @@ class PostgresJournal(SqlJournal):
                 conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("SELECT pg_advisory_xact_lock(?)", (self._append_key,))
             yield conn
+
+    def leases(self, owner: str, ttl: float) -> Leases:
+        """A worker's leases on entries (journal/postgres/leases.py)."""
+        return Leases(self, owner, ttl)
 
     def advisory_lock(self, name: str) -> AdvisoryLock:
         """A lock every process on this journal sees (syncd/locks.py names them)."""

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS head (one integer PRIMARY KEY CHECK (one = 1), seq bi
     hash text NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     run text NOT NULL, entry integer NOT NULL, owner text NOT NULL, epoch bigint NOT NULL,
-    expires_at timestamptz NOT NULL, PRIMARY KEY (run, entry));
+    expires_at timestamptz NOT NULL, owner_pid integer NOT NULL, PRIMARY KEY (run, entry));
 """.replace("{append_only}", APPEND_ONLY)
 
 PROJECTION_TABLES = """
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS entries (
     deleted integer, retries integer, planned_at text, applied_at text, planned_seq bigint,
     applied_seq bigint, outcomes bytea, worker text, PRIMARY KEY (run, entry));
 CREATE UNIQUE INDEX IF NOT EXISTS entries_planned_seq ON entries (planned_seq);
-CREATE INDEX IF NOT EXISTS entries_todo ON entries (run, entry) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS entries_not_done ON entries (run, entry) WHERE state <> 'done';
 CREATE TABLE IF NOT EXISTS record_index (
     khash bigint NOT NULL, entry_id bigint NOT NULL, PRIMARY KEY (khash, entry_id));
 CREATE TABLE IF NOT EXISTS marks (

@@ -65,6 +65,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "Serve ENV's records over HTTP (a SQLite or Postgres environment: any "
                        "store the registry marks servable)."),
     "daemon": ("daemon", "Run the jobs of syncd.toml on their schedules, and runs queued with --queue."),
+    "worker": ("worker", "Apply entries of runs planned with --workers, sharing them with other workers (Postgres journal)."),
     "jobs": ("daemon", "The jobs of syncd.toml with their last and next runs; `jobs run NAME` "
                        "runs one now."),
 }

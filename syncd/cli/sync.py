@@ -21,6 +21,7 @@ from .. import render
 from ..applier import Progress as ApplyProgress
 from ..config import Config
 from ..errors import InputError, RunStateError
+from ..locks import shared
 from ..plan import APPLIED_KEYS, PlanSummary, applied_counts
 from ..request import RunRequest
 from ..render import err, out
@@ -65,7 +66,9 @@ sync_options = run_options(
     click.option("-t", "--target", required=True, help="Target environment"),
     click.option("--clear", multiple=True, metavar="FIELD", help="Null this field on copied records"),
     click.option("--update", is_flag=True, help="Patch existing records whose fields differ"),
-    click.option("--queue", is_flag=True, help="With --plan-only: a running `syncd daemon` applies the run"))
+    click.option("--queue", is_flag=True, help="With --plan-only: a running `syncd daemon` applies the run"),
+    click.option("--workers", is_flag=True,
+                 help="`syncd worker` processes apply it, as checkpoints are sealed (Postgres journal)"))
 
 
 @cli.command()
@@ -129,7 +132,7 @@ def run_sync(ctx: click.Context, kind: str, kw: dict[str, Any]) -> None:
         filters=kw["filters"], limit=kw["limit"], clear=kw["clear"],
         copy_files=kw.get("copy_files", False), target_bucket=kw.get("target_bucket"),
         update=kw["update"], queued=kw["queue"], include=kw.get("include", ()),
-        set=kw.get("assign", ()), to=kw.get("to"))
+        set=kw.get("assign", ()), to=kw.get("to"), workers=kw.get("workers", False))
     run_request(config, request, kw)
 
 
@@ -143,10 +146,13 @@ def run_request(config: Config, request: RunRequest, kw: dict[str, Any], *,
     queue = kw.get("queue", False)
     if queue and not kw["plan_only"]:
         raise InputError("--queue needs --plan-only (the daemon applies the planned run)")
+    if request.workers and not (kw["yes"] or kw["plan_only"] or kw["dry_run"]):
+        raise InputError("--workers needs --yes or --plan-only: workers apply each checkpoint as soon "
+                         "as it is sealed, before any prompt (review the plan with --dry-run first)")
     workers = kw.get("file_workers", blobs.DEFAULT_FILE_WORKERS)
     # Applied while planned (architecture §7) only when nobody is asked first: a person
     # answering the prompt sees the whole plan before anything is written.
-    overlap = kw["yes"] and not (kw["dry_run"] or kw["plan_only"])
+    overlap = kw["yes"] and not (kw["dry_run"] or kw["plan_only"] or request.workers)
     planned, schema, journal = anyio.run(_plan, config, request, kw["dry_run"], kw["verbose"], workers,
                                          overlap)
     title = f"{request.kind.capitalize()} plan: {request.source} → {request.target}"
@@ -155,6 +161,9 @@ def run_request(config: Config, request: RunRequest, kw: dict[str, Any], *,
         status = "dry_run" if kw["dry_run"] else "planned"
         if queue:
             err.print(f"Queued run {planned.run_id}; a running `syncd daemon` applies it")
+        elif request.workers and kw["plan_only"]:
+            err.print(f"Planned run {planned.run_id}; `syncd worker` processes apply it "
+                      "(`syncd runs` shows when they are done)")
         elif kw["plan_only"]:
             err.print(f"Planned run {planned.run_id}; apply it with: syncd resume {planned.run_id}")
         emit_result(kw["as_json"], request, planned.run_id, status, planned.summary, None)
@@ -164,7 +173,10 @@ def run_request(config: Config, request: RunRequest, kw: dict[str, Any], *,
     proceed_or_exit(planned.run_id, kw["yes"] or nothing_to_do, kw["as_json"], request,
                     planned.summary, journal, new_run=True)
     before_apply()
-    finish(config, journal, request, planned.run_id, kw["as_json"], workers, planned.applying)
+    if request.workers:
+        finish_by_workers(journal, request, planned.run_id, kw["as_json"])
+    else:
+        finish(config, journal, request, planned.run_id, kw["as_json"], workers, planned.applying)
     return planned.run_id
 
 
@@ -175,6 +187,9 @@ async def _plan(config: Config, request: RunRequest, dry_run: bool, verbose: boo
         if dry_run and (request.kind in ("revert", "delete") or request.labels):
             ctx.journal = journals.journal_for(config, create=False)  # read, never written
         journal = None if dry_run else journals.journal_for(config)
+        if request.workers and journal is not None and not shared(journal):
+            raise InputError("--workers needs a journal that workers share: set [journal] url = "
+                             "\"postgresql://USER@HOST:PORT/DB\" in syncd.toml")
         planned = await ops.plan(ctx, journal, verbose=verbose, stopping=STOP,
                                  overlap=config if overlap else None)
         return planned, ctx.schema, journal
@@ -235,20 +250,43 @@ def finish(config: Config, journal: Journal, request: RunRequest, run_id: str, a
             on_files=files.planned, on_file=files.done)
         result = anyio.run(lambda: ops.apply(config, journal, run_id, stopping=STOP, progress=progress,
                                              file_workers=file_workers, applying=applying))
+    report(journal, request, run_id, as_json, result.status, result.failures)
+
+
+def finish_by_workers(journal: Journal, request: RunRequest, run_id: str, as_json: bool) -> None:
+    """Wait for `syncd worker` processes to apply the run, with its progress, then report
+    as finish() does. Ctrl-C stops the waiting only: the workers go on."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
+        total = sum(e.records for e in journal.entries(run_id) if e.op != "copy")
+        records = bar.add_task("waiting for workers", total=total)
+        status = anyio.run(lambda: ops.await_workers(
+            journal, run_id, lambda entity, n: bar.update(records, advance=n, description=entity), STOP))
+    if status is None:
+        err.print(f"Stopped waiting. The workers go on applying run {run_id}; `syncd runs` shows it.")
+        sys.exit(STOP.exit_code())
+    failures = [f"{row.entity} entry {row.entry}: {row.error}"
+                for row in journal.entries(run_id, states=("failed",))]
+    report(journal, request, run_id, as_json, status, failures)
+
+
+def report(journal: Journal, request: RunRequest, run_id: str, as_json: bool, status: str,
+           failures: list[str]) -> None:
+    """The applied table (or JSON) and the closing line; exits by the run's status."""
     run = journal.run(run_id)
     assert run is not None
     applied = applied_counts(journal, run_id)
     if not as_json:
         out.print(render.applied_table(applied))
-    for failure in result.failures:
+    for failure in failures:
         err.print(f"[red]failed:[/] {failure}")
     archive = {"archive": run.summary["archive"]} if "archive" in run.summary else {}
-    emit_result(as_json, request, run_id, result.status, PlanSummary.from_json(run.summary), applied,
+    emit_result(as_json, request, run_id, status, PlanSummary.from_json(run.summary), applied,
                 run.error, archive)
-    if result.status == "interrupted":
+    if status == "interrupted":
         err.print(f"Interrupted. `syncd resume {run_id}` continues where it stopped.")
         sys.exit(STOP.exit_code())
-    if result.status == "failed":
+    if status == "failed":
         err.print(f"Run {run_id} finished with failures; fix the cause and `syncd resume {run_id}`.")
         sys.exit(EXIT_FAILED)
     err.print(f"Run {run_id} completed.")
