@@ -97,10 +97,12 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     out.print(f"Run {run_id}: {row.kind} {row.source} → {row.target}, {row.status}")
     out.print(render.plan_table(PlanSummary.from_json(row.summary), "Plan", None,
                                 bool(row.options.get("update"))))
+    by_workers = any(e.worker for e in entries)  # a run `syncd worker` processes applied
     out.print(render.simple_table("Entries", ["#", "Entity", "Op", "Records", "State", "Created",
-                                              "Updated", "Deleted", "Skipped", "Failed", "Error"], [
+                                              "Updated", "Deleted", "Skipped", "Failed", "Error",
+                                              *(["Worker"] if by_workers else [])], [
         (e.entry, e.entity, e.op, e.records, e.state, e.created, e.updated, e.deleted, e.skipped,
-         e.failed, e.error) for e in entries]))
+         e.failed, e.error, *([e.worker] if by_workers else [])) for e in entries]))
     if records is not None:
         out.print(render.simple_table("Records", ["Entity", "Key", "Op", "Outcome", "Detail", "Hash"],
                                       records))
@@ -108,7 +110,8 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
 
 def _entry_json(e: Any) -> dict[str, Any]:
     return {k: getattr(e, k) for k in ("entry", "entity", "op", "records", "state", "created",
-                                       "updated", "deleted", "skipped", "failed", "error", "retries")}
+                                       "updated", "deleted", "skipped", "failed", "error", "retries",
+                                       "worker")}
 
 
 def _records(journal: Journal, run: RunRow, entries: list[Any]) -> Any:

@@ -1,0 +1,221 @@
+"""Scale-out (DESIGN §8.5): runs planned with --workers and applied by `syncd worker` processes
+sharing a Postgres journal, some of them killed (SIGKILL) or hung (SIGSTOP) at random instants.
+
+Every trial is compared with a clean run of the same transfer: the same target rows, the same
+entries with the same outcomes. Beyond that, what users of other loaders report must not
+happen: no row inserted twice (an AFTER INSERT trigger on every target table counts what
+the database really inserted), no entry with two outcomes or none (exactly one EntryApplied
+each), and `journal verify` passes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pg_world
+import world as world_module
+from conftest import SYNCD, Result, run
+
+TRANSFER = ("transfer", "-s", "prod", "-t", "dev", "--workers", "--yes", "--json")
+VIDEOS = 40
+# Groups of 5 roots, each sealed by its own checkpoint: workers apply while planning goes on.
+KNOBS = {"SYNCD_CHUNK_ROOTS": "5", "SYNCD_GROUP_RECORDS": "1", "SYNCD_LEASE_SECONDS": "2",
+         "SYNCD_FAILPOINT": ""}
+TABLES = ("devices", "locations", "vendors", "collectors", "videos", "annotation_runs",
+          "segmentations", "video_steps")
+# Every row the database inserts, whoever inserts it: a second insert of one key is a duplicate.
+COUNT_INSERTS = """
+CREATE TABLE inserted (tbl text NOT NULL, id text NOT NULL);
+CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO inserted VALUES (TG_TABLE_NAME, NEW.id::text); RETURN NULL; END $$;
+""" + "".join(f"CREATE TRIGGER {t}_inserted AFTER INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION count_insert();\n"
+              for t in TABLES)
+
+
+@dataclass
+class Reference:
+    base: world_module.World
+    prod: str
+    dev_template: str
+    snapshot: dict[str, list[tuple[Any, ...]]]
+    entries: list[tuple[Any, ...]]
+
+
+@dataclass
+class Trial:
+    w: world_module.World
+    dev: str
+    journal: str
+
+    def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(SYNCD), "--config", str(self.w.config), "worker"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **KNOBS, **(env or {})})
+
+    def start_transfer(self) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(SYNCD), "--config", str(self.w.config), *TRANSFER],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **KNOBS})
+
+
+def fresh(ref: Reference, root: Path) -> Trial:
+    root.mkdir(parents=True)
+    w = world_module.World.at(root)
+    w.config.write_text(ref.base.config.read_text())
+    dev = pg_world.create_database("dev", template=ref.dev_template)
+    journal = pg_world.create_database("journal")
+    pg_world.point_config(w, "prod", ref.prod)
+    pg_world.point_config(w, "dev", dev)
+    text = w.config.read_text().replace('url = "sqlite:///journal.db"', f'url = "{pg_world.url(journal)}"')
+    assert "postgresql" in text.split("[environments")[0]
+    w.config.write_text(text)
+    return Trial(w, dev, journal)
+
+
+def drop(trial: Trial) -> None:
+    pg_world.drop_database(trial.dev)
+    pg_world.drop_database(trial.journal)
+
+
+def entries_of(w: world_module.World, run_id: str) -> list[tuple[Any, ...]]:
+    show = run(w, "show", run_id, "--json").json()
+    assert show["status"] == "completed", show["status"]
+    return [(e["entity"], e["op"], e["records"], e["state"], e["created"], e["skipped"], e["failed"])
+            for e in show["entries"]]
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> Result:
+    out, err = process.communicate(timeout=timeout)
+    return Result(process.returncode, out, err)
+
+
+def stop_all(workers: list[subprocess.Popen[str]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGCONT)
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def duplicates(dev: str) -> list[tuple[Any, ...]]:
+    return pg_world.execute(dev, "SELECT tbl, id, count(*) FROM inserted GROUP BY tbl, id HAVING count(*) > 1")
+
+
+def outcomes_per_entry(w: world_module.World, run_id: str) -> Counter[int]:
+    events = [json.loads(line) for line in run(w, "log", "--json").stdout.splitlines()]
+    return Counter(e["entry"] for e in events if e["type"] == "EntryApplied" and e["run"] == run_id)
+
+
+def check(ref: Reference, trial: Trial, transfer: Result) -> str:
+    assert transfer.code == 0, transfer.stderr[-2000:]
+    run_id = transfer.json()["run_id"]
+    assert pg_world.snapshot(trial.dev) == ref.snapshot
+    assert entries_of(trial.w, run_id) == ref.entries
+    assert duplicates(trial.dev) == []
+    assert set(outcomes_per_entry(trial.w, run_id).values()) == {1}
+    assert len(outcomes_per_entry(trial.w, run_id)) == len(ref.entries)
+    verified = run(trial.w, "journal", "verify")
+    assert verified.code == 0, verified.stdout + verified.stderr
+    return str(run_id)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
+    base = world_module.build_world(tmp_path_factory.mktemp("workers") / "base", videos=VIDEOS, files=False)
+    prod = pg_world.load_world(base, "prod", extra=False)
+    template = pg_world.load_world(base, "dev", extra=False)
+    pg_world.execute(template, COUNT_INSERTS)
+    ref = Reference(base, prod, template, {}, [])
+    trial = fresh(ref, base.root.parent / "clean")
+    try:
+        worker = trial.start_worker()
+        transfer = finish(trial.start_transfer())
+        stop_all([worker])
+        assert transfer.code == 0, transfer.stderr
+        ref.snapshot = pg_world.snapshot(trial.dev)
+        ref.entries = entries_of(trial.w, transfer.json()["run_id"])
+        assert len(ref.entries) >= 20 and duplicates(trial.dev) == []
+        inserted = pg_world.execute(trial.dev, "SELECT count(*) FROM inserted")[0][0]
+        assert inserted == sum(e[4] for e in ref.entries) > 300  # the trigger sees every insert
+        yield ref
+    finally:
+        drop(trial)
+        pg_world.drop_database(prod)
+        pg_world.drop_database(template)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_three_workers_one_killed_at_random_instants_equal_a_clean_run(tmp_path, reference, seed):
+    """Three workers apply one run while it is planned; one of them, at random, is SIGKILLed
+    at a random instant, twice, and a new worker takes its place each time."""
+    rng = random.Random(seed)
+    trial = fresh(reference, tmp_path / "t")
+    workers = [trial.start_worker() for _ in range(3)]
+    try:
+        transfer = trial.start_transfer()
+        for _ in range(2):
+            time.sleep(rng.uniform(0.2, 1.5))
+            victim = workers.pop(rng.randrange(len(workers)))
+            victim.kill()
+            victim.wait()
+            workers.append(trial.start_worker())
+        check(reference, trial, finish(transfer))
+    finally:
+        stop_all(workers)
+        drop(trial)
+
+
+@pytest.mark.parametrize("point", ["apply.before-entry:3", "apply.after-effect:2", "apply.after-outcome:2"])
+def test_a_worker_killed_at_each_step_of_an_entry_is_taken_over(tmp_path, reference, point):
+    """The only worker kills itself (failpoint) before its third entry, after the effect of its
+    second (rows written, outcome not), after the outcome of its second; two workers started
+    then take its entry over and finish the run."""
+    trial = fresh(reference, tmp_path / "t")
+    doomed = trial.start_worker({"SYNCD_FAILPOINT": point})
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        transfer = trial.start_transfer()
+        assert doomed.wait(60) == -signal.SIGKILL
+        workers = [trial.start_worker() for _ in range(2)]
+        check(reference, trial, finish(transfer))
+    finally:
+        stop_all([doomed, *workers])
+        drop(trial)
+
+
+def test_a_hung_worker_loses_its_lease_and_records_nothing_when_it_wakes(tmp_path, reference):
+    """A worker stopped (SIGSTOP) with an entry in hand keeps its database session, so its
+    lease is only passed over when it expires; another worker applies the entry and the run
+    completes. Woken afterwards, the hung worker writes the entry again (idempotent: no row
+    is inserted twice) and its outcome is refused: the entry keeps its one outcome."""
+    trial = fresh(reference, tmp_path / "t")
+    hung = trial.start_worker({"SYNCD_FAILPOINT": "apply.before-entry:2:stop"})
+    workers = [trial.start_worker()]
+    try:
+        transfer = finish(trial.start_transfer())
+        run_id = check(reference, trial, transfer)
+        hung.send_signal(signal.SIGCONT)
+        hung.send_signal(signal.SIGTERM)
+        _, log = hung.communicate(timeout=30)
+        assert "lease lost" in log, log
+        assert duplicates(trial.dev) == []
+        assert set(outcomes_per_entry(trial.w, run_id).values()) == {1}
+    finally:
+        stop_all([hung, *workers])
+        drop(trial)
