@@ -36,13 +36,13 @@ def _run_started(conn: Sql, seq: int, ev: RunStarted) -> None:
     conn.execute("DELETE FROM entries WHERE run = ?", (ev.run,))
     conn.execute(
         "INSERT INTO runs (run, kind, source, target, options, status, started_at,"
-        " sealed_at, finished_at, entries, summary, attempts, error, started_seq, checkpoint)"
-        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?, 0)"
+        " sealed_at, finished_at, entries, summary, attempts, error, started_seq, checkpoint, apply_seq)"
+        " VALUES (?, ?, ?, ?, ?, 'planning', ?, NULL, NULL, 0, '{}', 0, NULL, ?, 0, 0)"
         " ON CONFLICT (run) DO UPDATE SET kind = excluded.kind, source = excluded.source,"
         " target = excluded.target, options = excluded.options, status = excluded.status,"
         " started_at = excluded.started_at, sealed_at = NULL, finished_at = NULL, entries = 0,"
         " summary = '{}', attempts = 0, error = NULL, started_seq = excluded.started_seq,"
-        " checkpoint = 0",
+        " checkpoint = 0, apply_seq = 0",
         (ev.run, ev.kind, ev.source, ev.target, to_json(ev.options), ev.at, seq),
     )
 
@@ -78,8 +78,8 @@ def _apply_started(conn: Sql, seq: int, ev: ApplyStarted) -> None:
     # A resume reopens a finished (failed/interrupted) run: its old finish no longer holds.
     conn.execute(
         "UPDATE runs SET status = 'applying', attempts = attempts + 1, finished_at = NULL,"
-        " error = NULL WHERE run = ?",
-        (ev.run,),
+        " error = NULL, apply_seq = ? WHERE run = ?",
+        (seq, ev.run),
     )
 
 

@@ -64,6 +64,7 @@ def create_projections(db: Database) -> None:
             "entries": int, "summary": str, "attempts": int, "error": str,
             "started_seq": int,  # orders runs newest first without trusting clocks
             "checkpoint": int,  # entries 1..checkpoint are sealed: an applier may apply them
+            "apply_seq": int,  # the latest ApplyStarted: failures before it are retried by workers
         },
         pk="run",
         if_not_exists=True,

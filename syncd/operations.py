@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import anyio
 
-from journal import ArchiveWritten, Journal, RunCancelled
+from journal import ApplyStarted, ArchiveWritten, Journal, RunCancelled
 
 from . import archive, blobs, failpoints
 from .archive.export import Written, write_archive
@@ -236,8 +236,11 @@ async def plan_and_apply(config: Config, journal: Journal, request: RunRequest, 
     """Plan a run into the journal and apply it at once, overlapped where the planner makes
     checkpoints (the daemon's jobs); the status."""
     async with connect(config, request) as ctx:
-        planned = await plan(ctx, journal, stopping=stopping, run_id=run_id, overlap=config)
+        planned = await plan(ctx, journal, stopping=stopping, run_id=run_id,
+                             overlap=None if request.workers else config)
     assert planned.run_id is not None
+    if request.workers:
+        return planned, await await_workers(journal, planned.run_id, stopping=stopping) or "interrupted"
     result = await apply(config, journal, planned.run_id, stopping=stopping, applying=planned.applying)
     return planned, result.status
 
@@ -253,13 +256,30 @@ async def finish_run(config: Config, journal: Journal, run_id: str, *,
         await finish_export(config, journal, run_id)  # an export that died writing its zip
     if run.status in ("completed", "cancelled"):
         return run.status
+    if run.options.get("workers"):
+        await hand_to_workers(config, journal, run_id, stopping=stopping)
+        return await await_workers(journal, run_id, stopping=stopping) or "interrupted"
     applying = None
     if run.sealed_at is None:
         applying = (await replan(config, journal, run_id, stopping=stopping, overlap=True)).applying
     return (await apply(config, journal, run_id, stopping=stopping, applying=applying)).status
 
 
-async def await_workers(journal: Journal, run_id: str, on_entry: Callable[[str, int], None],
+async def hand_to_workers(config: Config, journal: Journal, run_id: str, *,
+                          stopping: Callable[[], bool] = lambda: False) -> None:
+    """Give a run planned for workers back to them (resume): its planning, if cut off, goes
+    on here from its last checkpoint; a failed or interrupted run gets a new ApplyStarted, so
+    workers take its failed entries again with its pending ones."""
+    run = journal.run(run_id)
+    if run is not None and run.sealed_at is None:
+        await replan(config, journal, run_id, stopping=stopping)
+        run = journal.run(run_id)
+    if run is not None and run.sealed_at is not None and run.status in ("failed", "interrupted"):
+        journal.append([ApplyStarted(run=run_id, at=now(), attempt=run.attempts + 1)])
+
+
+async def await_workers(journal: Journal, run_id: str,
+                        on_entry: Callable[[str, int], None] = lambda entity, records: None,
                         stopping: Callable[[], bool] = lambda: False) -> str | None:
     """Until `syncd worker` processes have ended the run, reporting each entry they apply;
     its status, or None when `stopping` ended the wait first (the workers go on)."""

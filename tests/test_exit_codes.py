@@ -68,9 +68,10 @@ def test_lock_file_beside_a_journal_that_cannot_be_created(world) -> None:
     use_journal(world, "sqlite:////proc/nope/journal.db")
     add_job(world, "nightly", kind="copy", source="prod", target="dev", entity="vendors", every="1d")
     before = snapshot(world)
-    result = run(world, "jobs", "run", "nightly")  # takes the job's lock file first, beside the journal
+    result = run(world, "jobs", "run", "nightly")  # opens the journal, then takes the job's lock beside it
     assert result.code == EXIT_STORAGE, result.stderr
-    assert one_line(result) == "syncd: error: /proc/nope: no such file or directory"
+    assert one_line(result) == ("syncd: error: journal /proc/nope/journal.db: cannot create it "
+                                "in /proc (no such file or directory)")
     assert_untouched(world, before)
 
 

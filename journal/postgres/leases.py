@@ -53,10 +53,12 @@ class Lease:
 # Live: not expired, and its owner's session still exists.
 _LIVE = ("(l.expires_at > now() AND EXISTS (SELECT 1 FROM pg_stat_activity a"
          " WHERE a.pid = l.owner_pid))")
-# Pending entries of a run's sealed checkpoints, free of live leases, whose dependencies are done.
+# Entries of a run's sealed checkpoints to apply (pending, or failed before the latest
+# ApplyStarted: a resume), free of live leases, whose dependencies are done.
 _READY = f"""
 SELECT e.run, e.entry FROM entries e JOIN runs r ON r.run = e.run
-WHERE e.run = ? AND e.state = 'pending' AND e.entry <= r.checkpoint
+WHERE e.run = ? AND e.entry <= r.checkpoint
+  AND (e.state = 'pending' OR (e.state = 'failed' AND e.applied_seq < r.apply_seq))
   AND r.status IN ('planning', 'planned', 'applying')
   AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run = e.run AND l.entry = e.entry AND {_LIVE})
   AND NOT EXISTS (SELECT 1 FROM entries d WHERE d.run = e.run AND d.entry < e.entry
@@ -138,6 +140,7 @@ class Leases:
                       msgspec.json.encode(depends).decode()):
                 return None
             failed = _count(conn, "SELECT count(*) FROM entries WHERE run = ? AND state = 'failed'", run)
+            # (a failed entry left here failed after the latest ApplyStarted: not claimable)
             waiting = _count(conn, "SELECT count(*) FROM entries WHERE run = ? AND state = 'pending'", run)
             status: FinishStatus = "failed" if failed or waiting else "completed"
             error = (f"{failed} entries failed; {waiting} wait on them (resume retries)"

@@ -37,7 +37,7 @@ PROJECTION_TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
     run text PRIMARY KEY, kind text, source text, target text, options text, status text,
     started_at text, sealed_at text, finished_at text, entries integer, summary text,
-    attempts integer, error text, started_seq bigint, checkpoint integer);
+    attempts integer, error text, started_seq bigint, checkpoint integer, apply_seq bigint);
 CREATE TABLE IF NOT EXISTS entries (
     run text NOT NULL, entry integer NOT NULL, entity text, op text, records integer,
     state text, error text, created integer, skipped integer, updated integer, failed integer,

@@ -9,7 +9,6 @@ import json
 import sys
 from typing import Any
 
-from journal import Journal
 
 import anyio
 import click
@@ -64,7 +63,9 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
     defined = daemon_jobs.load_jobs(config)
     journal = journals.journal_for(config) if journals.journal_exists(config) else None
     since = schedule.utcnow()
-    views = [status.job_view(journal, job, since, _held(journal, job.name)) for job in defined]
+    where = journal if journal is not None else journals.journal_path(config)  # locks, even with no journal yet
+    views = [status.job_view(journal, job, since, job_lock(where, job.name).held_elsewhere())
+             for job in defined]
     if as_json:
         print(json.dumps({"jobs": views}))
         return
@@ -75,10 +76,6 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
     out.print(render.simple_table("Jobs", ["Job", "Kind", "Source → target", "Schedule", "Last run",
                                            "Status", "Last success", "Next due", "Mark"],
                                   [_job_row(v) for v in views]))
-
-
-def _held(journal: Journal | None, name: str) -> bool:
-    return journal is not None and job_lock(journal, name).held_elsewhere()
 
 
 def _job_row(view: dict[str, Any]) -> list[Any]:

@@ -364,6 +364,9 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
         emit_result(as_json, request, run_id, "completed", PlanSummary.from_json(row.summary),
                     applied_counts(journal, run_id))
         return
+    if request.workers:
+        resume_by_workers(config, journal, request, row, as_json)
+        return
     applying = None
     if row.sealed_at is None:
         err.print(f"Run {run_id} was cut off while planning; planning it on from "
@@ -379,6 +382,16 @@ def resume(ctx: click.Context, run: str, yes: bool, as_json: bool, file_workers:
     err.print(f"{len(left)} entries ({sum(e.records for e in left)} records) left to apply.")
     proceed_or_exit(run_id, yes, as_json, request, summary, journal, new_run=False)
     finish(config, journal, request, run_id, as_json, file_workers, applying)
+
+
+def resume_by_workers(config: Config, journal: Journal, request: RunRequest, row: Any, as_json: bool) -> None:
+    """A run planned with --workers is resumed by its workers: planned on here if cut off,
+    handed back to them, then waited for."""
+    if row.sealed_at is None:
+        err.print(f"Run {row.run} was cut off while planning; planning it on, for the workers.")
+    anyio.run(lambda: ops.hand_to_workers(config, journal, row.run, stopping=STOP))
+    err.print(f"Run {row.run} is handed to the workers; waiting for them.")
+    finish_by_workers(journal, request, row.run, as_json)
 
 
 @cli.command()

@@ -32,7 +32,7 @@ from ..config import Config
 from ..errors import Interrupted, SyncdError
 from . import logs
 from .jobs import Job, check_jobs, load_jobs
-from ..locks import hold_daemon_lock, job_lock
+from ..locks import hold_daemon_lock, job_lock, shared
 from .logs import Log
 from .metrics import JournalCollector, exposition, registry_for
 from .schedule import utcnow
@@ -79,12 +79,23 @@ class Daemon:
                       jobs=[j.name for j in self.jobs], once=self.once)
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watch_signals)
+            if shared(self.journal):  # daemons sharing a Postgres journal all apply its runs
+                outer.start_soon(self._apply_entries)
             async with anyio.create_task_group() as work:
                 self._look(work, self._start_unfinished)
                 await self._loop(work)
             outer.cancel_scope.cancel()
         self.log.info("daemon stopped", problems=self._problems)
         return 0 if self.stopping() or not self.once or not self._problems else 1
+
+    async def _apply_entries(self) -> None:
+        """A `syncd worker` inside the daemon, until it stops (syncd/worker.py)."""
+        from ..worker import Worker, lease_seconds, worker_name
+        leases = self.journal.leases(worker_name(), lease_seconds())  # type: ignore[attr-defined]
+        try:
+            await Worker(self.config, leases, self.log, stopping=self.stopping).run()
+        finally:
+            await anyio.to_thread.run_sync(leases.close)
 
     async def _loop(self, work: TaskGroup) -> None:
         while not self.stopping():

@@ -12,12 +12,14 @@ from functools import partial
 from typing import Any, Callable
 
 import anyio
+import msgspec
 
 from journal import MarkAdvanced, RunRow, Journal
 
 from .. import operations as ops
 from ..clock import new_run_id, now
 from ..config import Config
+from ..locks import shared
 from ..plan import PlanSummary
 from .jobs import Job
 from .logs import Log
@@ -55,6 +57,9 @@ async def _new_run(config: Config, journal: Journal, job: Job, log: Log,
     run_id = _fresh_run_id(journal)
     started(run_id)
     request = job.request(journal.marks().get(job.name))
+    if shared(journal) and request.kind in ("copy", "transfer"):
+        # A journal several daemons share: this one plans, every daemon's worker applies.
+        request = msgspec.structs.replace(request, workers=True)
     log.info("run started", job=job.name, run=run_id, kind=request.kind,
              **({"after": list(request.after)} if request.after else {}))
     planned, status = await ops.plan_and_apply(config, journal, request, run_id=run_id,
