@@ -146,6 +146,7 @@ def hold_daemon_lock(journal: Where) -> Lock | None:
         return None
     lock = daemon_lock(journal)
     if not lock.acquire():
-        raise InputError(f"another syncd daemon (pid {lock.holder()}) is running on journal {journal}; "
+        where = journal if isinstance(journal, Path) else journal.path
+        raise InputError(f"another syncd daemon (pid {lock.holder()}) is running on journal {where}; "
                          "one daemon per journal")
     return lock

@@ -219,3 +219,34 @@ def test_a_hung_worker_loses_its_lease_and_records_nothing_when_it_wakes(tmp_pat
     finally:
         stop_all([hung, *workers])
         drop(trial)
+
+
+def test_two_daemons_sharing_jobs_plan_each_due_run_once_and_both_apply(tmp_path, reference, monkeypatch):
+    """Two `syncd daemon` processes with the same job on one Postgres journal: the job's due
+    run is planned by one of them (the job's advisory lock), applied by the workers inside
+    both, and equals a clean transfer; no second run is planned for the same due time."""
+    from daemon_support import DaemonProcess, add_job, poll
+
+    for name, value in KNOBS.items():
+        monkeypatch.setenv(name, value)
+    trial = fresh(reference, tmp_path / "t")
+    add_job(trial.w, "mirror", kind="transfer", source="prod", target="dev", every="1h")
+    daemons = [DaemonProcess(trial.w) for _ in range(2)]
+    try:
+        def finished() -> list[Any]:
+            runs = run(trial.w, "runs", "--json").json()
+            return runs if runs and runs[0]["status"] == "completed" else []
+        runs = poll(finished, timeout=120, what="the job's run to complete")
+        time.sleep(2)  # the other daemon's next looks at the job: not due again
+        assert [r["run_id"] for r in run(trial.w, "runs", "--json").json()] == [runs[0]["run_id"]]
+        assert pg_world.snapshot(trial.dev) == reference.snapshot
+        assert entries_of(trial.w, runs[0]["run_id"]) == reference.entries
+        assert duplicates(trial.dev) == []
+        planners = [d for d in daemons if d.messages("run started")]
+        assert len(planners) == 1
+        show = run(trial.w, "show", runs[0]["run_id"], "--json").json()
+        assert {e["worker"] for e in show["entries"]} <= {f"{os.uname().nodename}:{d.proc.pid}" for d in daemons}
+    finally:
+        for daemon in daemons:
+            assert daemon.stop() == 0, daemon.stderr()[-2000:]
+        drop(trial)
