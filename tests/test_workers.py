@@ -250,3 +250,44 @@ def test_two_daemons_sharing_jobs_plan_each_due_run_once_and_both_apply(tmp_path
         for daemon in daemons:
             assert daemon.stop() == 0, daemon.stderr()[-2000:]
         drop(trial)
+
+
+# -- bad input: one line, exit 2, nothing written --------------------------------------------------
+
+
+def test_workers_refused_without_a_shared_journal_or_without_yes(world):
+    from conftest import snapshot
+
+    before = snapshot(world)
+    assert run(world, "transfer", "--help").code == 0 and "--workers" in run(world, "transfer", "--help").stdout
+    no_pg = run(world, "transfer", "-s", "prod", "-t", "dev", "--workers", "--yes")
+    assert no_pg.code == 2
+    assert no_pg.stderr.strip().splitlines() == [
+        'syncd: error: --workers needs a journal that workers share: set [journal] url = '
+        '"postgresql://USER@HOST:PORT/DB" in syncd.toml']
+    no_yes = run(world, "transfer", "-s", "prod", "-t", "dev", "--workers")
+    assert no_yes.code == 2 and "--workers needs --yes or --plan-only" in no_yes.stderr
+    clone = run(world, "clone", "-s", "prod", "--entity", "videos", "--workers")
+    assert clone.code == 2  # not an option of clone at all
+    worker = run(world, "worker", "--once")
+    assert worker.code == 2 and "syncd worker needs a shared journal" in worker.stderr
+    assert snapshot(world) == before and not (world.root / "journal.db").exists()
+
+
+def test_an_unreachable_postgres_journal_is_one_line_and_exit_74(world):
+    text = world.config.read_text().replace('url = "sqlite:///journal.db"',
+                                            'url = "postgresql://postgres@127.0.0.1:1/nowhere"')
+    world.config.write_text(text)
+    result = run(world, "runs")
+    assert result.code == 74, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("syncd: error: journal 127.0.0.1:1/nowhere schema syncd_journal:")
+
+
+def test_a_journal_password_must_be_a_variable(world):
+    text = world.config.read_text().replace('url = "sqlite:///journal.db"',
+                                            'url = "postgresql://postgres@127.0.0.1/x"\npassword = "hunter2"')
+    world.config.write_text(text)
+    result = run(world, "runs")
+    assert result.code == 2
+    assert "journal.password: write it as \"${VAR}\"" in result.stderr and "hunter2" not in result.stderr
