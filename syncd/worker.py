@@ -70,6 +70,7 @@ class Worker:
         self.applied = 0
         self._targets: dict[str, Target] = {}
         self._appliers: dict[str, Applier] = {}
+        self._started: set[str] = set()  # runs this worker saw applying (ApplyStarted appended)
 
     async def run(self) -> int:
         """Until stopped (or, with `once`, until nothing is left to claim); entries applied."""
@@ -111,7 +112,7 @@ class Worker:
             if got:
                 self.held.add(got[0])
                 return got[0], applier
-            if run.sealed_at is not None:
+            if run.sealed_at is not None and not await anyio.to_thread.run_sync(self.leases.busy, run.run):
                 status = await anyio.to_thread.run_sync(self.leases.finish_run, run.run, depends, now())
                 if status is not None:
                     self.log.info("run finished", run=run.run, status=status, worker=self.name)
@@ -120,7 +121,9 @@ class Worker:
 
     async def _apply(self, lease: Lease, applier: Applier) -> None:
         try:
-            await anyio.to_thread.run_sync(self.leases.start_applying, lease.run, now())
+            if lease.run not in self._started:  # a write under the append lock: once per run
+                await anyio.to_thread.run_sync(self.leases.start_applying, lease.run, now())
+                self._started.add(lease.run)
             outcome = await applier.apply_one(lease.entry, self.name)
             await anyio.to_thread.run_sync(self.leases.finish, lease, outcome)
             failpoints.hit("apply.after-outcome")

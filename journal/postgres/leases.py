@@ -120,6 +120,12 @@ class Leases:
                 raise LeaseLost(f"run {lease.run} entry {lease.entry}: lease taken over by another worker")
             self.journal._append_in(conn, [outcome])
 
+    def busy(self, run: str) -> bool:
+        """Whether a live lease of the run exists (read without the append lock: finish_run,
+        which takes it, is then not worth trying)."""
+        with self._lock:
+            return bool(_count(self._conn, "SELECT count(*) FROM leases l WHERE l.run = ? AND " + _LIVE, run))
+
     def start_applying(self, run: str, at: str) -> None:
         """ApplyStarted, once, by whichever worker first applies the run."""
         with self.journal._writing() as conn:

@@ -3,7 +3,8 @@
 (the chain's head kept outside `events`, the SQLite journal's sidecar file) and `leases`
 (which worker holds which entry: coordination, not history, so not a projection).
 
-`events` refuses UPDATE, DELETE and TRUNCATE by trigger; appends are serialised by a
+`events` refuses UPDATE, DELETE and TRUNCATE by trigger; its bodies are stored without
+Postgres's own compression (entry payloads are zlib already: it would only cost CPU); appends are serialised by a
 transaction-level advisory lock (journal/postgres/journal.py), so seq and the hash chain
 form one total order whatever the number of writers.
 """
@@ -18,6 +19,7 @@ EVENT_LOG = """
 CREATE TABLE IF NOT EXISTS events (
     seq bigint PRIMARY KEY, at text NOT NULL, run text NOT NULL, type text NOT NULL,
     body bytea NOT NULL, hash text NOT NULL);
+ALTER TABLE events ALTER COLUMN body SET STORAGE EXTERNAL;
 CREATE INDEX IF NOT EXISTS events_run_seq ON events (run, seq);
 CREATE OR REPLACE FUNCTION refuse_event_change() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION '{append_only}'; END $$;

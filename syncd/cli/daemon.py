@@ -16,7 +16,6 @@ import click
 from .. import journals
 from .. import operations as ops
 from .. import render
-from ..config import Config
 from ..errors import InputError
 from ..locks import job_lock
 from ..plan import PlanSummary, applied_counts
