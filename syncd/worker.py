@@ -26,6 +26,7 @@ from .adapters import load_schema, open_store
 from .applier import Applier
 from .clock import now
 from .config import Config
+from .plan import FILES
 from .daemon.logs import Log
 from .schema import Schema
 from .stores.base import RecordStore
@@ -166,10 +167,12 @@ class Worker:
 
 
 def dependencies(schema: Schema) -> dict[str, list[str]]:
-    """Entity → the entities whose earlier entries its entries wait for: the ones it
-    references, itself included when it references itself (a parent planned in an earlier
-    entry of the same entity must be written first)."""
-    return {name: [*schema.parents(name), *([name] if _references_itself(schema, name) else [])]
+    """Entity → the entities whose earlier entries its entries wait for (architecture §3.6):
+    the ones it references, itself when it references itself (a parent planned in an earlier
+    entry of the same entity is written first), and the file copies when it has blob fields
+    (blobs before the records that point at them; copy entries carry the label FILES)."""
+    return {name: [*schema.parents(name), *([name] if _references_itself(schema, name) else []),
+                   *([FILES] if schema.entity(name).blob_fields else [])]
             for name in schema.order}
 
 

@@ -291,3 +291,79 @@ def test_a_journal_password_must_be_a_variable(world):
     result = run(world, "runs")
     assert result.code == 2
     assert "journal.password: write it as \"${VAR}\"" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_an_entry_waits_for_referenced_entities_itself_when_self_referencing_and_files(world):
+    """What the claim is told to wait for, from the world's schema: parents, itself for a
+    self-referencing table (folders.parent_id), and the file copies for an entity with blob
+    fields (videos.storage_meta.gcs)."""
+    import anyio
+
+    from syncd.adapters import load_schema, open_store
+    from syncd.config import load_config
+    from syncd.worker import dependencies
+
+    config = load_config(str(world.config))
+
+    async def schema() -> Any:
+        store = open_store(config, "prod", readonly=True)
+        try:
+            return await load_schema(config, store)
+        finally:
+            await store.close()
+    depends = dependencies(anyio.run(schema))
+    assert depends["locations"] == []
+    assert sorted(depends["videos"]) == sorted(["collectors", "devices", "locations", "vendors", "files"])
+    assert depends["annotation_runs"] == ["videos"]
+
+
+def test_a_self_referencing_entity_waits_for_its_own_earlier_entries(tmp_path):
+    import sqlite3
+
+    import anyio
+
+    from syncd.schema import build_schema
+    from syncd.stores.sqlite import SqliteStore
+    from syncd.worker import dependencies
+
+    db = tmp_path / "tree.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE folders (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES folders(id))")
+
+    async def describe() -> Any:
+        store = SqliteStore("tree", db, readonly=True)
+        try:
+            return await store.describe()
+        finally:
+            await store.close()
+    assert dependencies(build_schema(anyio.run(describe), {})) == {"folders": ["folders"]}
+
+
+def test_files_and_an_sqlite_target_through_workers_equal_an_in_process_transfer(tmp_path, monkeypatch):
+    """Workers copy the files too, before the records that point at them, into an SQLite
+    target, two workers at once: the same rows and the same files as a transfer applied
+    in-process."""
+    from conftest import snapshot
+
+    for name, value in KNOBS.items():
+        monkeypatch.setenv(name, value)
+    clean = world_module.build_world(tmp_path / "clean", videos=12)
+    assert run(clean, "transfer", "-s", "prod", "-t", "dev", "--copy-files", "--yes").code == 0
+    w = world_module.build_world(tmp_path / "w", videos=12)
+    journal = pg_world.create_database("journal")
+    try:
+        w.config.write_text(w.config.read_text().replace('url = "sqlite:///journal.db"',
+                                                         f'url = "{pg_world.url(journal)}"'))
+        trial = Trial(w, "", journal)
+        workers = [trial.start_worker() for _ in range(2)]
+        try:
+            done = run(w, "transfer", "-s", "prod", "-t", "dev", "--copy-files", "--workers", "--yes")
+            assert done.code == 0, done.stderr
+        finally:
+            stop_all(workers)
+        assert snapshot(w) == snapshot(clean)
+        files = sorted(p.relative_to(w.dev_files) for p in w.dev_files.rglob("*") if p.is_file())
+        assert files and files == sorted(p.relative_to(clean.dev_files)
+                                         for p in clean.dev_files.rglob("*") if p.is_file())
+    finally:
+        pg_world.drop_database(journal)
