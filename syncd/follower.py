@@ -30,6 +30,7 @@ from journal import Journal
 from .config import Config
 from .errors import SyncdError
 from .runtime import start_process
+from .watch import OutcomeWatch
 
 EXIT_APPLIED = 0  # the run is sealed and every entry was applied once
 EXIT_STOPPED = 3  # stopped early: a signal, the parent gone, or planning ended unsealed
@@ -64,18 +65,14 @@ class Follower:
                    stopping: Callable[[], bool] = lambda: False) -> bool:
         """Until it exits, reporting each entry it applies; True when it applied the whole run.
         When `stopping` turns true, it is asked to stop after the entry in hand."""
-        seen: set[int] = set()
+        watch = OutcomeWatch(journal, run_id, on_entry)
         asked = False
         while True:
             exited = self.process.poll() is not None
             if stopping() and not exited and not asked:
                 self.process.send_signal(signal.SIGTERM)
                 asked = True
-            for row in journal.entries(run_id):
-                if row.state != "pending" and row.entry not in seen:
-                    seen.add(row.entry)
-                    if row.op != "copy":
-                        on_entry(row.entity, row.records)
+            watch.look()
             if exited:
                 return self.process.returncode == EXIT_APPLIED
             await anyio.sleep(POLL)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import anyio
 
-from journal import ApplyStarted, ArchiveWritten, EntryApplied, EntryRow, Journal, RunCancelled
+from journal import ApplyStarted, ArchiveWritten, Journal, RunCancelled
 
 from . import archive, blobs, failpoints
 from .archive.export import Written, write_archive
@@ -31,6 +31,7 @@ from .payload import unpack_rows
 from .request import RunRequest
 from .schema import Schema
 from .tasks import task_group
+from .watch import OutcomeWatch
 
 
 # SYNCD_OVERLAP=0 plans first and applies after, in one process, even where the planner makes
@@ -283,27 +284,14 @@ async def await_workers(journal: Journal, run_id: str,
                         stopping: Callable[[], bool] = lambda: False) -> str | None:
     """Until `syncd worker` processes have ended the run, reporting each entry they apply;
     its status, or None when `stopping` ended the wait first (the workers go on)."""
-    last = journal.last_seq()  # before the entries: no outcome falls between the two
-    entries = {row.entry: row for row in journal.entries(run_id)}
-    seen = {row.entry for row in entries.values() if row.state != "pending"}
-    for entry in seen:
-        report_entry(entries[entry], on_entry)
+    watch = OutcomeWatch(journal, run_id, on_entry)
     while not stopping():
         run = journal.run(run_id)
-        for recorded in journal.read(after=last, run=run_id):  # only what came since
-            last, event = recorded.seq, recorded.event
-            if isinstance(event, EntryApplied) and event.entry not in seen and event.entry in entries:
-                seen.add(event.entry)
-                report_entry(entries[event.entry], on_entry)
+        watch.look()
         if run is None or run.status not in ("planning", "planned", "applying"):
             return run.status if run is not None else "cancelled"
         await anyio.sleep(WORKERS_POLL)
     return None
-
-
-def report_entry(row: EntryRow, on_entry: Callable[[str, int], None]) -> None:
-    if row.op != "copy":  # files are not records
-        on_entry(row.entity, row.records)
 
 
 def cancel(journal: Journal, run_id: str, reason: str) -> None:
