@@ -63,10 +63,10 @@ class Trial:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **KNOBS, **(env or {})})
 
-    def start_transfer(self) -> subprocess.Popen[str]:
+    def start_transfer(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen([str(SYNCD), "--config", str(self.w.config), *TRANSFER],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **KNOBS})
+                                env={**os.environ, **KNOBS, **(env or {})})
 
 
 def fresh(ref: Reference, root: Path) -> Trial:
@@ -367,3 +367,23 @@ def test_files_and_an_sqlite_target_through_workers_equal_an_in_process_transfer
                                          for p in clean.dev_files.rglob("*") if p.is_file())
     finally:
         pg_world.drop_database(journal)
+
+
+@pytest.mark.parametrize("point", ["plan.after-checkpoint:2", "plan.after-append:3"])
+def test_the_planner_killed_while_workers_apply_then_resumed_equals_a_clean_run(tmp_path, reference, point):
+    """The planning process is killed (after its second checkpoint, or between two) while
+    three workers apply what it sealed; `syncd resume RUN` plans on from the last checkpoint
+    and waits for the workers, who finish the run."""
+    trial = fresh(reference, tmp_path / "t")
+    workers = [trial.start_worker() for _ in range(3)]
+    try:
+        assert finish(trial.start_transfer({"SYNCD_FAILPOINT": point})).code == -signal.SIGKILL
+        runs = run(trial.w, "runs", "--json").json()
+        assert len(runs) == 1 and runs[0]["status"] != "completed"
+        resumed = subprocess.run([str(SYNCD), "--config", str(trial.w.config), "resume",
+                                  runs[0]["run_id"], "--yes", "--json"],
+                                 capture_output=True, text=True, timeout=120, env={**os.environ, **KNOBS})
+        check(reference, trial, Result(resumed.returncode, resumed.stdout, resumed.stderr))
+    finally:
+        stop_all(workers)
+        drop(trial)
