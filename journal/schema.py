@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported by the callers that create tables: opening a journ
 SCHEMA_VERSION = "1"
 # The projections' layout: a journal whose projections were built by another layout has them
 # dropped and rebuilt from its events when opened (they are derived data).
-PROJECTIONS_VERSION = "6"
+PROJECTIONS_VERSION = "7"
 APPEND_ONLY = "journal events are append-only"
 
 # Projection table -> its primary key, which is also the order snapshots are taken in.

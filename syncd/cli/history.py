@@ -270,7 +270,7 @@ def journal_verify(ctx: click.Context, expect: Head | None) -> None:
     report = journal.verify(expect)
     if report.ok:
         reached = f", seq {expect.seq} of the expected head reached" if expect else ""
-        out.print(f"ok: {report.events} events, hash chain intact up to the head file{reached},"
+        out.print(f"ok: {report.events} events, hash chain intact and reaching its stored head{reached},"
                   " projections match")
         return
     for problem in report.problems:
