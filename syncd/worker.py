@@ -72,6 +72,7 @@ class Worker:
         self._targets: dict[str, Target] = {}
         self._appliers: dict[str, Applier] = {}
         self._started: set[str] = set()  # runs this worker saw applying (ApplyStarted appended)
+        self._work = anyio.Event()  # set when the journal notifies that work may be there
 
     async def run(self) -> int:
         """Until stopped (or, with `once`, until nothing is left to claim); entries applied."""
@@ -80,6 +81,7 @@ class Worker:
         try:
             async with task_group() as beat:
                 beat.start_soon(self._heartbeat)
+                beat.start_soon(self._listen)
                 async with task_group() as slots:
                     for _ in range(self.concurrency):
                         slots.start_soon(self._slot)
@@ -98,7 +100,8 @@ class Worker:
             elif self.once and not self.held:
                 return
             else:
-                await anyio.sleep(POLL)
+                with anyio.move_on_after(POLL):  # woken sooner when the journal says so
+                    await self._work.wait()
 
     async def _claim(self) -> tuple[Lease, Applier] | None:
         """One entry of the oldest active run that has one ready; runs found done are ended."""
@@ -156,6 +159,14 @@ class Worker:
             schema = await load_schema(self.config, store)
             self._targets[run.target] = Target(store, schema, dependencies(schema))
         return self._targets[run.target]
+
+    async def _listen(self) -> None:
+        """Wake the idle slots as soon as the journal notifies a checkpoint, a seal or an
+        outcome (which may free dependents), instead of at their next poll."""
+        while True:
+            if await anyio.to_thread.run_sync(self.leases.wait_for_work, POLL, abandon_on_cancel=True):
+                self._work.set()
+                self._work = anyio.Event()
 
     async def _heartbeat(self) -> None:
         while True:

@@ -28,7 +28,7 @@ import psycopg
 from .. import schema as shared_schema
 from ..common import INSERT_EVENT, SqlJournal, decode_body, stage, tail
 from ..errors import JournalError, JournalIntegrityError, JournalStorageError, NotAJournal
-from ..events import AnyEvent
+from ..events import AnyEvent, ApplyStarted, CheckpointSealed, EntryApplied, PlanSealed
 from ..head import Head
 from ..projections import replay
 from ..rows import VerifyReport
@@ -41,6 +41,8 @@ from .verify import verify
 
 CONNECT_TIMEOUT = 10
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# Events after which entries may have become claimable: waiting workers are woken (LISTEN).
+WAKING = (CheckpointSealed, PlanSealed, ApplyStarted, EntryApplied)
 
 
 def lock_key(schema_name: str, name: str) -> int:
@@ -64,6 +66,7 @@ class PostgresJournal(SqlJournal):
         self._connect.setdefault("connect_timeout", CONNECT_TIMEOUT)
         self._lock = threading.Lock()
         self._append_key = lock_key(schema_name, "append")
+        self.channel = f"syncd_{schema_name}"  # NOTIFY: entries became claimable
         self._conn: psycopg.Connection[Any] | None = None
         with self._reading():  # now: an unreachable database is refused when opened
             pass
@@ -149,6 +152,8 @@ class PostgresJournal(SqlJournal):
         head, rows = stage(conn, events)
         conn.executemany(INSERT_EVENT, rows)
         conn.execute("UPDATE head SET seq = ?, hash = ? WHERE one = 1", (head.seq, head.hash))
+        if any(isinstance(event, WAKING) for event in events):  # delivered at commit
+            conn.execute("SELECT pg_notify(?, '')", (self.channel,))
         return head
 
     def rebuild_projections(self) -> None:

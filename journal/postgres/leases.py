@@ -86,6 +86,13 @@ class Leases:
         self.ttl = ttl
         self._conn = PgSql(journal.connect())
         self._lock = threading.Lock()
+        self._listener = journal.connect()  # its own session: waiting on it blocks nothing else
+        self._listener.execute(f"LISTEN {journal.channel}")
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Until the journal says entries may be claimable (a checkpoint, a seal, an outcome)
+        or `timeout` seconds pass; whether it said so. One waiter at a time."""
+        return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
 
     def claim(self, run: str, depends: dict[str, list[str]], limit: int) -> list[Lease]:
         params = (run, msgspec.json.encode(depends).decode(), limit, self.owner, self.ttl)
@@ -158,6 +165,7 @@ class Leases:
     def close(self) -> None:
         with self._lock:
             self._conn.conn.close()
+            self._listener.close()
 
 
 def _count(conn: PgSql, sql: str, *params: Any) -> int:
