@@ -56,6 +56,10 @@ class Journal(Protocol):
     def applied(self, run_id: str, entry: int) -> EntryApplied | None:
         """The entry's latest outcome, None while pending."""
 
+    def workers(self, run_id: str) -> dict[str, int]:
+        """Which `syncd worker` recorded the latest outcome of how many of the run's entries
+        (empty for a run its own applier applied)."""
+
     def checkpoints(self, run_id: str) -> list[CheckpointSealed]:
         """The run's sealed checkpoints, oldest first (what a cut-off planner resumes from)."""
 

@@ -148,6 +148,12 @@ class SqlJournal:
         seq = self._entry_seqs(run_id, entry)[1]
         return None if seq is None else self._event_at(seq, EntryApplied)
 
+    def workers(self, run_id: str) -> dict[str, int]:
+        with self._reading() as conn:
+            rows = conn.execute("SELECT worker, COUNT(*) FROM entries WHERE run = ? AND worker IS NOT NULL"
+                                " GROUP BY worker ORDER BY worker", (run_id,)).fetchall()
+        return {worker: int(count) for worker, count in rows}
+
     def checkpoints(self, run_id: str) -> list[CheckpointSealed]:
         with self._reading() as conn:
             rows = conn.execute("SELECT seq, body FROM events WHERE run = ? AND type = ? ORDER BY seq",

@@ -245,7 +245,11 @@ def test_two_daemons_sharing_jobs_plan_each_due_run_once_and_both_apply(tmp_path
         planners = [d for d in daemons if d.messages("run started")]
         assert len(planners) == 1
         show = run(trial.w, "show", runs[0]["run_id"], "--json").json()
-        assert {e["worker"] for e in show["entries"]} <= {f"{os.uname().nodename}:{d.proc.pid}" for d in daemons}
+        names = {f"{os.uname().nodename}:{d.proc.pid}" for d in daemons}
+        assert {e["worker"] for e in show["entries"]} <= names
+        listed = run(trial.w, "runs", "--json").json()[0]["workers"]  # which worker applied how many
+        assert set(listed) <= names and sum(listed.values()) == len(show["entries"])
+        assert show["workers"] == listed
     finally:
         for daemon in daemons:
             assert daemon.stop() == 0, daemon.stderr()[-2000:]

@@ -29,10 +29,12 @@ from .app import EXIT_FAILED, cli, config_of, existing_journal
 def runs(ctx: click.Context, statuses: tuple[RunStatus, ...], limit: int | None, as_json: bool) -> None:
     """Runs, newest first: id, kind, source → target, status, record counts, start time."""
     config = config_of(ctx, required=False)
-    rows = (journals.journal_for(config).runs(statuses=statuses or None, limit=limit)
-            if journals.journal_exists(config) else [])
+    journal = journals.journal_for(config) if journals.journal_exists(config) else None
+    rows = journal.runs(statuses=statuses or None, limit=limit) if journal else []
     if as_json:
-        print(json.dumps([_run_json(r) for r in rows]))
+        # A run applied by `syncd worker` processes says which applied how many entries.
+        print(json.dumps([_run_json(r) | ({"workers": journal.workers(r.run)}
+                                          if journal and r.options.get("workers") else {}) for r in rows]))
         return
     from .. import render
     from ..render import out
@@ -85,7 +87,8 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     records = list(_records(journal, row, entries)) if verbose else None
     if as_json:
         data = _run_json(row) | {"plan": row.summary, "applied": applied_counts(journal, run_id),
-                                 "entries": [_entry_json(e) for e in entries]}
+                                 "entries": [_entry_json(e) for e in entries],
+                                 "workers": journal.workers(run_id)}
         if records is not None:
             data["records"] = [dict(zip(("entity", "key", "op", "outcome", "detail", "hash"), r))
                                for r in records]
@@ -95,6 +98,8 @@ def show(ctx: click.Context, run: str, as_json: bool, verbose: bool) -> None:
     from ..render import out
 
     out.print(f"Run {run_id}: {row.kind} {row.source} → {row.target}, {row.status}")
+    if workers := journal.workers(run_id):
+        out.print("Applied by " + ", ".join(f"{name} ({n} entries)" for name, n in workers.items()))
     out.print(render.plan_table(PlanSummary.from_json(row.summary), "Plan", None,
                                 bool(row.options.get("update"))))
     by_workers = any(e.worker for e in entries)  # a run `syncd worker` processes applied

@@ -677,3 +677,21 @@ class JournalContract:
         assert [r.run for r in filled.runs(statuses=["completed", "interrupted"])] == [RUN_B, RUN_A]
         assert [r.run for r in filled.runs(limit=2)] == ["queued", RUN_B]
         assert filled.runs(statuses=["completed"]) == [r for r in everything if r.run == RUN_A]
+
+    def test_workers_count_whose_outcome_each_entry_holds_now(self, journal, story):
+        journal.append([story.start(RUN_A), story.entry(RUN_A, 1, "videos", ["v1"]),
+                        story.entry(RUN_A, 2, "videos", ["v2"]), story.seal(RUN_A, 2)])
+        assert journal.workers(RUN_A) == {}
+
+        def applied(entry: int, worker: str | None) -> EntryApplied:
+            return EntryApplied(run=RUN_A, at=story.at(), entry=entry, state="done",
+                                outcomes=["created"], worker=worker)
+        journal.append([applied(1, "host-a:11"), applied(2, "host-b:22")])
+        assert journal.workers(RUN_A) == {"host-a:11": 1, "host-b:22": 1}
+        journal.append([applied(2, "host-a:11")])  # a later outcome replaces the earlier one
+        assert journal.workers(RUN_A) == {"host-a:11": 2}
+        assert [row.worker for row in journal.entries(RUN_A)] == ["host-a:11", "host-a:11"]
+        journal.append([applied(1, None)])  # the run's own applier
+        assert journal.workers(RUN_A) == {"host-a:11": 1}
+        journal.rebuild_projections()
+        assert journal.workers(RUN_A) == {"host-a:11": 1}
