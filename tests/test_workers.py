@@ -362,7 +362,7 @@ def test_files_and_an_sqlite_target_through_workers_equal_an_in_process_transfer
         workers = [trial.start_worker() for _ in range(2)]
         try:
             done = run(w, "transfer", "-s", "prod", "-t", "dev", "--copy-files", "--workers", "--yes")
-            assert done.code == 0, done.stderr
+            assert done.code == 0, done.stderr[-3000:]
         finally:
             stop_all(workers)
         assert snapshot(w) == snapshot(clean)

@@ -147,10 +147,11 @@ class Leases:
             row = conn.execute("SELECT status, sealed_at FROM runs WHERE run = ?", (run,)).fetchone()
             if row is None or row[1] is None or row[0] not in ("planning", "planned", "applying"):
                 return None
-            if _count(conn, "SELECT count(*) FROM leases l WHERE l.run = ? AND " + _LIVE, run):
-                return None
-            if _count(conn, f"SELECT count(*) FROM ({_READY}) AS ready", run,
-                      msgspec.json.encode(depends).decode()):
+            # One statement, one snapshot: claims go on meanwhile (they take no append lock), and
+            # an entry claimed between two statements would be neither ready nor seen leased.
+            if conn.execute(f"SELECT EXISTS (SELECT 1 FROM leases l WHERE l.run = ? AND {_LIVE})"
+                            f" OR EXISTS ({_READY})",
+                            (run, run, msgspec.json.encode(depends).decode())).fetchone()[0]:
                 return None
             failed = _count(conn, "SELECT count(*) FROM entries WHERE run = ? AND state = 'failed'", run)
             # (a failed entry left here failed after the latest ApplyStarted: not claimable)
