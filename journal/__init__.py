@@ -33,13 +33,13 @@ from .head import Head, parse_head
 from .rows import EntryRow, HistoryRow, MarkRow, Recorded, RunRow, VerifyReport
 from .sqlite import SqliteJournal
 from .states import (
-    DECISIONS, ENTRY_STATES, FINISH_STATUSES, OPS, OUTCOMES, RUN_STATUSES, TODO_STATES, UNFINISHED, EntryState,
+    ACTIVE, DECISIONS, ENTRY_STATES, FINISH_STATUSES, OPS, OUTCOMES, RUN_STATUSES, TODO_STATES, UNFINISHED, EntryState,
     FinishStatus, Op, Outcome, RunStatus,
 )
 from .url import open_journal
 
 __all__ = [
-    "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
+    "ACTIVE", "AmbiguousRun", "AnyEvent", "ApplyStarted", "EntryApplied", "EntryPlanned", "EntryRow",
     "DECISIONS", "ENTRY_STATES", "EntryState", "Event", "FINISH_STATUSES", "FinishStatus", "Head", "HistoryRow",
     "Journal", "OPS", "OUTCOMES", "Op", "Outcome", "RUN_STATUSES", "RunStatus", "TODO_STATES", "UNFINISHED", "JournalError", "JournalIntegrityError", "JournalStorageError",
     "ArchiveWritten", "CheckpointSealed", "MarkAdvanced", "MarkRow", "PlanSealed", "Recorded", "RejectedEvent", "RunCancelled", "RunFinished", "RunRow", "RunStarted",

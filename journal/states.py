@@ -37,5 +37,7 @@ OPS: Final[tuple[Op, ...]] = get_args(Op)
 DECISIONS: Final[tuple[Op, ...]] = ("match", "clone")
 # Entries an applier still has to work on (resume reads exactly these: never "done").
 TODO_STATES: Final[tuple[EntryState, ...]] = ("pending", "failed")
+# Runs an applier may be working on now (a worker claims their entries).
+ACTIVE: Final[tuple[RunStatus, ...]] = ("planning", "planned", "applying")
 # Runs that have not reached their end.
 UNFINISHED: Final[tuple[RunStatus, ...]] = ("planning", "planned", "applying", "interrupted", "failed")

@@ -9,6 +9,9 @@ from .errors import UnsupportedURL
 from .sqlite import SqliteJournal
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# A Postgres journal's schema: a plain lower-case name (used unquoted, in search_path too),
+# short enough that its NOTIFY channel `syncd_<schema>` fits Postgres's 63-byte names.
+PG_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
 
 def sqlite_path(url: str | os.PathLike[str]) -> Path:

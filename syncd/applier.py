@@ -18,7 +18,7 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from journal import DECISIONS, TODO_STATES, EntryRow, EntryState, FinishStatus, Journal, Outcome
+from journal import ACTIVE, DECISIONS, TODO_STATES, EntryRow, EntryState, FinishStatus, Journal, Outcome
 from journal.events import ApplyStarted, EntryApplied, EntryPlanned, RunFinished
 
 from . import blobs, failpoints
@@ -115,7 +115,7 @@ class Applier:
         ended_before = None if first is None else first.finished_at
         while not self.stopping():
             run = self.journal.run(self.run_id)
-            if run is not None and run.status not in ("planning", "planned", "applying") \
+            if run is not None and run.status not in ACTIVE \
                     and run.finished_at != ended_before:
                 return False
             ready = 0 if run is None else run.checkpoint

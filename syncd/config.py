@@ -312,9 +312,10 @@ def _journal_url(journal: JournalConfig, base_dir: str, where: str) -> str:
         raise ConfigError(f"{where}journal.url: {exc}") from None
     if "schema=" not in journal.url:
         url = dataclasses.replace(url, schema=JOURNAL_SCHEMA)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", url.schema):
+    from journal.url import PG_SCHEMA
+    if not PG_SCHEMA.fullmatch(url.schema):
         raise ConfigError(f"{where}journal.url: schema {url.schema!r} must be a plain lower-case name "
-                          "(letters, digits, _)")
+                          "(letters, digits, _; at most 40)")
     if journal.password is not None and _TOKEN_REF.fullmatch(journal.password) is None:
         raise ConfigError(f"{where}journal.password: write it as \"${{VAR}}\"; passwords are "
                           "read from the process environment, never from the file")

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import anyio
 
-from journal import ApplyStarted, ArchiveWritten, Journal, RunCancelled
+from journal import ACTIVE, ApplyStarted, ArchiveWritten, Journal, RunCancelled
 
 from . import archive, blobs, failpoints
 from .archive.export import Written, write_archive
@@ -288,7 +288,7 @@ async def await_workers(journal: Journal, run_id: str,
     while not stopping():
         run = journal.run(run_id)
         watch.look()
-        if run is None or run.status not in ("planning", "planned", "applying"):
+        if run is None or run.status not in ACTIVE:
             return run.status if run is not None else "cancelled"
         await anyio.sleep(WORKERS_POLL)
     return None

@@ -18,7 +18,7 @@ from typing import Callable
 
 import anyio
 
-from journal import RunRow
+from journal import ACTIVE, JournalError, RejectedEvent, RunRow
 from journal.postgres.leases import Lease, LeaseLost, Leases
 
 from . import failpoints
@@ -28,6 +28,7 @@ from .clock import now
 from .config import Config
 from .plan import FILES
 from .daemon.logs import Log
+from .errors import InputError, SyncdError
 from .schema import Schema
 from .stores.base import RecordStore
 from .tasks import task_group
@@ -35,12 +36,17 @@ from .tasks import task_group
 LEASE_VAR = "SYNCD_LEASE_SECONDS"
 LEASE = 10.0  # seconds a lease lives unless renewed (a worker that hangs is passed over after it)
 POLL = 0.5  # seconds between looks for work when there was none
-ACTIVE = ("planning", "planned", "applying")  # runs whose entries may still be claimed
 
 
 def lease_seconds() -> float:
-    text = os.environ.get(LEASE_VAR, "")
-    return float(text) if text else LEASE
+    text = os.environ.get(LEASE_VAR, "").strip()
+    try:
+        seconds = float(text) if text else LEASE
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise InputError(f"{LEASE_VAR}={text!r} is not a number of seconds above 0")
+    return seconds
 
 
 def worker_name() -> str:
@@ -73,6 +79,8 @@ class Worker:
         self._appliers: dict[str, Applier] = {}
         self._started: set[str] = set()  # runs this worker saw applying (ApplyStarted appended)
         self._work = anyio.Event()  # set when the journal notifies that work may be there
+        self._opening = anyio.Lock()  # one slot opens a run's target; the others wait for it
+        self._skipped: set[str] = set()  # runs whose target this worker cannot open (said once)
 
     async def run(self) -> int:
         """Until stopped (or, with `once`, until nothing is left to claim); entries applied."""
@@ -94,20 +102,23 @@ class Worker:
 
     async def _slot(self) -> None:
         while not self.stopping():
-            claimed = await self._claim()
-            if claimed is not None:
-                await self._apply(*claimed)
-            elif self.once and not self.held:
+            try:
+                claimed = await self._claim()
+                if claimed is not None:
+                    await self._apply(*claimed)
+                    continue
+            except JournalError as exc:  # the database restarting, say: its leases died with it
+                self.log.error("cannot reach the journal; trying again", worker=self.name, error=str(exc))
+            if self.once and not self.held:
                 return
-            else:
-                with anyio.move_on_after(POLL):  # woken sooner when the journal says so
-                    await self._work.wait()
+            with anyio.move_on_after(POLL):  # woken sooner when the journal says so
+                await self._work.wait()
 
     async def _claim(self) -> tuple[Lease, Applier] | None:
         """One entry of the oldest active run that has one ready; runs found done are ended."""
         runs = await anyio.to_thread.run_sync(lambda: self.journal.runs(
             option=("workers", True), statuses=ACTIVE))
-        for run in reversed(runs):
+        for run in reversed(runs):  # oldest first
             applier = await self._applier(run)
             if applier is None:
                 continue
@@ -137,26 +148,38 @@ class Worker:
         except LeaseLost as exc:
             self.log.warning("lease lost; another worker applied the entry", run=lease.run,
                              entry=lease.entry, reason=str(exc))
+        except RejectedEvent as exc:  # the run was cancelled meanwhile
+            self.log.warning("outcome refused by the journal", run=lease.run, entry=lease.entry,
+                             reason=str(exc))
         finally:
             self.held.discard(lease)
 
     async def _applier(self, run: RunRow) -> Applier | None:
-        if run.run not in self._appliers:
-            target = await self._target(run)
-            if target is None:
-                return None
-            self._appliers[run.run] = Applier(self.journal, run.run, target.store, target.schema,
-                                              stopping=self.stopping)
-        return self._appliers[run.run]
+        async with self._opening:
+            if run.run not in self._appliers and run.run not in self._skipped:
+                target = await self._target(run)
+                if target is None:
+                    self._skipped.add(run.run)
+                    return None
+                self._appliers[run.run] = Applier(self.journal, run.run, target.store, target.schema,
+                                                  stopping=self.stopping)
+            return self._appliers.get(run.run)
 
     async def _target(self, run: RunRow) -> Target | None:
+        """The run's target, opened once; None (said once) when this worker cannot open it."""
         if run.target not in self._targets:
             if run.target not in self.config.environments:
                 self.log.error("run's target is not an environment of this worker's config; skipped",
                                run=run.run, target=run.target)
                 return None
             store = open_store(self.config, run.target, readonly=False)
-            schema = await load_schema(self.config, store)
+            try:
+                schema = await load_schema(self.config, store)
+            except SyncdError as exc:
+                await store.close()
+                self.log.error("cannot open the run's target; skipped", run=run.run, target=run.target,
+                               error=str(exc))
+                return None
             self._targets[run.target] = Target(store, schema, dependencies(schema))
         return self._targets[run.target]
 
@@ -172,7 +195,7 @@ class Worker:
         while True:
             await anyio.sleep(self.leases.ttl / 3)
             lost = await anyio.to_thread.run_sync(self.leases.renew, set(self.held))
-            for lease in lost:
+            for lease in lost & self.held:  # not one whose outcome was recorded meanwhile
                 self.log.warning("lease expired before renewal; its outcome will not be recorded",
                                  run=lease.run, entry=lease.entry)
 

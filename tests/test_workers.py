@@ -391,3 +391,15 @@ def test_the_planner_killed_while_workers_apply_then_resumed_equals_a_clean_run(
     finally:
         stop_all(workers)
         drop(trial)
+
+
+def test_a_lease_time_that_is_not_a_positive_number_is_refused(world, monkeypatch):
+    from syncd.errors import InputError
+    from syncd.worker import lease_seconds
+
+    for bad in ("abc", "0", "-3", "nan"):
+        monkeypatch.setenv("SYNCD_LEASE_SECONDS", bad)
+        with pytest.raises(InputError, match="SYNCD_LEASE_SECONDS"):
+            lease_seconds()
+    monkeypatch.setenv("SYNCD_LEASE_SECONDS", "2.5")
+    assert lease_seconds() == 2.5

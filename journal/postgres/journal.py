@@ -14,7 +14,6 @@ naming the database, never the password.
 """
 from __future__ import annotations
 
-import re
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ from ..events import AnyEvent, ApplyStarted, CheckpointSealed, EntryApplied, Pla
 from ..head import Head
 from ..projections import replay
 from ..rows import VerifyReport
+from ..url import PG_SCHEMA
 from ..verify import Heads
 from . import index, schema
 from .connection import PgSql
@@ -40,7 +40,6 @@ from .locks import AdvisoryLock
 from .verify import verify
 
 CONNECT_TIMEOUT = 10
-SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 # Events after which entries may have become claimable: waiting workers are woken (LISTEN).
 WAKING = (CheckpointSealed, PlanSealed, ApplyStarted, EntryApplied)
 
@@ -56,9 +55,9 @@ class PostgresJournal(SqlJournal):
         """`connect`: psycopg.connect's keyword arguments (no search_path: set here);
         `where`: how messages name it (no secret); `home`: a local folder for what stays on
         this machine (syncd keeps scratch files there)."""
-        if not SCHEMA_NAME.fullmatch(schema_name):
+        if not PG_SCHEMA.fullmatch(schema_name):
             raise NotAJournal(f"journal {where}: schema {schema_name!r} is not a plain lower-case "
-                              "name (letters, digits, _)")
+                              "name (letters, digits, _; at most 40)")
         self.path = home
         self.schema = schema_name
         self.where = where

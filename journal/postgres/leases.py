@@ -23,11 +23,13 @@ Times are the database's `now()`: the workers' clocks never matter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import psycopg
 
 from ..errors import JournalError
 from ..events import ApplyStarted, EntryApplied, RunFinished
@@ -92,35 +94,50 @@ class Leases:
     def wait_for_work(self, timeout: float) -> bool:
         """Until the journal says entries may be claimable (a checkpoint, a seal, an outcome)
         or `timeout` seconds pass; whether it said so. One waiter at a time."""
-        return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+        try:
+            if self._listener.closed or self._listener.broken:
+                self._listener = self.journal.connect()
+                self._listener.execute(f"LISTEN {self.journal.channel}")
+            return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+        except psycopg.Error as exc:
+            raise self.journal._storage_error(exc) from exc
+
+    @contextmanager
+    def _session(self) -> Iterator[PgSql]:
+        """The lease session, its errors mapped as the journal's (a broken one reopened next time)."""
+        with self._lock:
+            try:
+                if self._conn.conn.closed or self._conn.conn.broken:
+                    self._conn = PgSql(self.journal.connect())
+                yield self._conn
+            except psycopg.Error as exc:
+                raise self.journal._storage_error(exc) from exc
 
     def claim(self, run: str, depends: dict[str, list[str]], limit: int) -> list[Lease]:
         params = (run, msgspec.json.encode(depends).decode(), limit, self.owner, self.ttl)
-        with self._lock, self._conn.conn.transaction():
-            rows = self._conn.execute(_CLAIM, params).fetchall()
+        with self._session() as conn, conn.conn.transaction():
+            rows = conn.execute(_CLAIM, params).fetchall()
         return sorted(Lease(*row) for row in rows)
 
     def renew(self, leases: Iterable[Lease]) -> set[Lease]:
         """Extend the leases; the ones this worker no longer holds."""
         lost = set()
-        with self._lock:
+        with self._session() as conn:
             for lease in leases:
-                moved = self._conn.execute(
+                moved = conn.execute(
                     f"UPDATE leases l SET expires_at = now() + make_interval(secs => ?) WHERE {_FENCE}",
                     (self.ttl, lease.run, lease.entry, self.owner, lease.epoch))
                 if moved.rowcount != 1:
                     lost.add(lease)
         return lost
 
-    def release(self, lease: Lease) -> None:
-        """Give an entry back unapplied (the worker is stopping): others may take it now."""
-        with self._lock:
-            self._conn.execute(f"DELETE FROM leases l WHERE {_FENCE}",
-                               (lease.run, lease.entry, self.owner, lease.epoch))
-
     def finish(self, lease: Lease, outcome: EntryApplied) -> None:
         """Record the entry's outcome, if this worker still holds its lease (else LeaseLost)."""
         with self.journal._writing(durable=False) as conn:  # outcomes are safe to redo (applier.py)
+            # The entry's row first, as a claim locks it (FOR UPDATE) before the lease row: the
+            # same order on both sides, so a takeover racing this finish cannot deadlock it.
+            conn.execute("SELECT 1 FROM entries WHERE run = ? AND entry = ? FOR UPDATE",
+                         (lease.run, lease.entry))
             gone = conn.execute(f"DELETE FROM leases l WHERE {_FENCE} RETURNING 1",
                                 (lease.run, lease.entry, self.owner, lease.epoch)).fetchone()
             if gone is None:
@@ -130,8 +147,8 @@ class Leases:
     def busy(self, run: str) -> bool:
         """Whether a live lease of the run exists (read without the append lock: finish_run,
         which takes it, is then not worth trying)."""
-        with self._lock:
-            return bool(_count(self._conn, "SELECT count(*) FROM leases l WHERE l.run = ? AND " + _LIVE, run))
+        with self._session() as conn:
+            return bool(_count(conn, "SELECT count(*) FROM leases l WHERE l.run = ? AND " + _LIVE, run))
 
     def start_applying(self, run: str, at: str) -> None:
         """ApplyStarted, once, by whichever worker first applies the run."""

@@ -3,7 +3,8 @@ SQLite journal (one holder; gone with its process, however it ends), across mach
 
 Each lock holds its own session, so it is released when `release` closes it, and by the
 server when the holder's connection drops (a killed process's socket is closed by its
-kernel). The holder is told by its session's application_name, `syncd HOST pid N`.
+kernel). The holder is told by its session's application_name, `syncd N on HOST`, so a
+message's "(pid …)" reads "pid N on HOST".
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class AdvisoryLock:
         """Take the lock if it is free (never waits); False when another session has it."""
         conn = self.journal.connect()
         conn.execute("SELECT set_config('application_name', %s, false)",
-                     (f"syncd {socket.gethostname()} pid {os.getpid()}",))
+                     (f"syncd {os.getpid()} on {socket.gethostname()}",))
         if conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone() == (True,):
             self._conn = conn
             return True
@@ -44,13 +45,14 @@ class AdvisoryLock:
             self._conn = None
 
     def holder(self) -> str:
-        """Who holds it, as `HOST pid N` ("?" when nobody or unknown)."""
+        """Who holds it, as `N on HOST` ("?" when nobody or unknown)."""
         classid, objid = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
         conn = self.journal.connect()
         try:
             row = conn.execute(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 " AND l.objid::bigint = %s AND l.objsubid = 1", (classid, objid)).fetchone()
         finally:
             conn.close()

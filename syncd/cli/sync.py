@@ -283,6 +283,9 @@ def report(journal: Journal, request: RunRequest, run_id: str, as_json: bool, st
     archive = {"archive": run.summary["archive"]} if "archive" in run.summary else {}
     emit_result(as_json, request, run_id, status, PlanSummary.from_json(run.summary), applied,
                 run.error, archive)
+    if status == "cancelled":  # by `syncd cancel` while workers applied it
+        err.print(f"Run {run_id} was cancelled ({run.error}); nothing more of it is applied.")
+        sys.exit(EXIT_FAILED)
     if status == "interrupted":
         err.print(f"Interrupted. `syncd resume {run_id}` continues where it stopped.")
         sys.exit(STOP.exit_code())

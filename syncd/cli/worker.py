@@ -7,6 +7,7 @@ import anyio
 import click
 
 from .. import journals
+from ..config import is_postgres_url
 from ..errors import InputError
 from .app import STOP, cli, config_of
 
@@ -23,13 +24,14 @@ def worker(ctx: click.Context, once: bool, concurrency: int, log_format: str) ->
     from ..worker import Worker, lease_seconds, worker_name
 
     config = config_of(ctx)
-    journal = journals.journal_for(config)
-    leases = getattr(journal, "leases", None)
-    if leases is None:
+    if not is_postgres_url(config.journal.url):  # refused before an SQLite journal is created
         raise InputError("syncd worker needs a shared journal: set [journal] url = "
                          "\"postgresql://USER@HOST:PORT/DB\" in syncd.toml")
+    ttl = lease_seconds()
+    journal = journals.journal_for(config)
+    leases = getattr(journal, "leases")
     with journal:
-        claims = leases(worker_name(), lease_seconds())
+        claims = leases(worker_name(), ttl)
         try:
             worker_ = Worker(config, claims, logs.setup(log_format), concurrency=concurrency,
                              once=once, stopping=STOP)

@@ -65,6 +65,10 @@ class Daemon:
         self._in_flight: dict[str, str] = {}  # job name or queued run id → run being worked on
         self._problems = 0  # runs that did not complete, errors: --once exits 1 on any
         self._wake = anyio.Event()
+        self._work_ended = False  # jobs and queued runs are done: the built-in worker stops too
+        self._worker_ended = anyio.Event()
+        if not shared(journal):
+            self._worker_ended.set()  # there is none
 
     def stopping(self) -> bool:
         return self._signalled or self._stopped_before()
@@ -84,6 +88,9 @@ class Daemon:
             async with anyio.create_task_group() as work:
                 self._look(work, self._start_unfinished)
                 await self._loop(work)
+            self._work_ended = True  # the worker's slots end after their entry in hand
+            with anyio.move_on_after(self.grace):
+                await self._worker_ended.wait()
             outer.cancel_scope.cancel()
         self.log.info("daemon stopped", problems=self._problems)
         return 0 if self.stopping() or not self.once or not self._problems else 1
@@ -93,8 +100,10 @@ class Daemon:
         from ..worker import Worker, lease_seconds, worker_name
         leases = self.journal.leases(worker_name(), lease_seconds())  # type: ignore[attr-defined]
         try:
-            await Worker(self.config, leases, self.log, stopping=self.stopping).run()
+            await Worker(self.config, leases, self.log,
+                         stopping=lambda: self.stopping() or self._work_ended).run()
         finally:
+            self._worker_ended.set()
             await anyio.to_thread.run_sync(leases.close)
 
     async def _loop(self, work: TaskGroup) -> None:
