@@ -403,3 +403,44 @@ def test_a_lease_time_that_is_not_a_positive_number_is_refused(world, monkeypatc
             lease_seconds()
     monkeypatch.setenv("SYNCD_LEASE_SECONDS", "2.5")
     assert lease_seconds() == 2.5
+
+
+def test_a_run_cancelled_while_workers_apply_it_stops_them_and_its_waiter_exits_1(tmp_path, reference):
+    """`syncd cancel` while a worker holds an entry (stopped there) and `resume` waits for the
+    workers: the woken worker's outcome is refused and it goes on running; the waiting
+    command exits 1 saying the run was cancelled; no more of the run is applied."""
+    trial = fresh(reference, tmp_path / "t")
+    worker = None
+    try:
+        planned = finish(subprocess.Popen([str(SYNCD), "--config", str(trial.w.config), *TRANSFER, "--plan-only"],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env={**os.environ, **KNOBS}))
+        assert planned.code == 0, planned.stderr
+        run_id = planned.json()["run_id"]
+        worker = trial.start_worker({"SYNCD_FAILPOINT": "apply.before-entry:2:stop"})
+        deadline = time.monotonic() + 60
+        while "T (stopped)" not in Path(f"/proc/{worker.pid}/status").read_text():
+            assert time.monotonic() < deadline, "the worker never reached its second entry"
+            time.sleep(0.05)
+        waiter = subprocess.Popen([str(SYNCD), "--config", str(trial.w.config), "resume", run_id, "--yes"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, **KNOBS})
+        time.sleep(2)  # started and waiting (a run cancelled first could not be resumed at all)
+        assert run(trial.w, "cancel", run_id).code == 0
+        waited = finish(waiter)
+        assert waited.code == 1 and f"Run {run_id} was cancelled" in waited.stderr, waited.stderr
+        worker.send_signal(signal.SIGCONT)
+        time.sleep(1.5)
+        assert worker.poll() is None  # refused, logged, and still working
+        worker.send_signal(signal.SIGTERM)
+        _, log = worker.communicate(timeout=30)
+        assert "outcome refused by the journal" in log, log
+        show = run(trial.w, "show", run_id, "--json").json()
+        assert show["status"] == "cancelled"
+        assert [e["state"] for e in show["entries"]][:2] == ["done", "pending"]
+        assert {e["state"] for e in show["entries"][2:]} == {"pending"}
+        assert run(trial.w, "journal", "verify").code == 0
+    finally:
+        if worker is not None:
+            stop_all([worker])
+        drop(trial)
