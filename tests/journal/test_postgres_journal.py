@@ -53,8 +53,12 @@ def schema_for(tmp_path: Path) -> str:
     return "j_" + hashlib.blake2b(str(tmp_path).encode(), digest_size=8).hexdigest()
 
 
+OPENED: set[str] = set()  # schemas this test process made, dropped after each test
+
+
 def open_pg_journal(tmp_path: Path) -> PostgresJournal:
     ensure_database()
+    OPENED.add(schema_for(tmp_path))
     return PostgresJournal({**SERVER, "dbname": DATABASE}, schema_for(tmp_path), f"test {DATABASE}",
                            tmp_path)
 
@@ -78,10 +82,13 @@ def unguarded(journal: PostgresJournal) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture(autouse=True)
-def drop_schema(tmp_path: Path) -> Iterator[None]:
+def drop_schemas() -> Iterator[None]:
     yield
+    if not OPENED:
+        return
     with psycopg.connect(**SERVER, dbname=DATABASE, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema_for(tmp_path)} CASCADE")
+        while OPENED:
+            conn.execute(f"DROP SCHEMA IF EXISTS {OPENED.pop()} CASCADE")
 
 
 class TestPostgresJournal(JournalContract):
