@@ -3,9 +3,11 @@ over the journal's shared SQL (journal/sql.py). A backend supplies the connectio
 (`_reading`, `_writing`), the head kept outside the events, and verify."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import msgspec
 
@@ -54,14 +56,51 @@ def stage(conn: Sql, events: Sequence[AnyEvent]) -> tuple[Head, list[tuple[Any, 
     return Head(seq, previous.hex()), rows
 
 
-class SqlJournal:
-    """The reads of the Journal protocol (journal/base.py)."""
+class SqlJournal(ABC):
+    """The reads of the Journal protocol (journal/base.py), the record index's catch-up and
+    the context manager; a backend supplies its connections and its index steps."""
 
+    @abstractmethod
     def _reading(self) -> AbstractContextManager[Sql]:
-        raise NotImplementedError
+        """The connection, under the journal's lock, backend errors mapped."""
+
+    @abstractmethod
+    def _writing(self, durable: bool = True) -> AbstractContextManager[Sql]:
+        """A write transaction that excludes every other appender."""
+
+    @abstractmethod
+    def _index_behind(self, conn: Sql) -> bool:
+        """Whether events were appended since the record index last caught up (read-only)."""
+
+    @abstractmethod
+    def _index_chunk(self, conn: Sql) -> bool:
+        """Index one chunk inside a write transaction; True once the index covers the log."""
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     def catch_up_index(self) -> None:
-        raise NotImplementedError
+        """Index the entries planned since the last catch-up (a no-op read when none were).
+        Readers call it first; syncd also calls it after each apply, so `audit` finds it done.
+
+        One transaction per chunk of rows, each advancing the tracking row with the rows it
+        adds, so appends from other threads and processes get the lock in between. Not made
+        durable: the index is derived, and a lost chunk is simply indexed again by the next
+        catch-up."""
+        with self._reading() as conn:
+            if not self._index_behind(conn):
+                return
+        done = False
+        while not done:
+            with self._writing(durable=False) as conn:
+                done = self._index_chunk(conn)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     def head(self) -> Head:
         with self._reading() as conn:

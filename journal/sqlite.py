@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import index, schema
@@ -239,22 +238,11 @@ class SqliteJournal(SqlJournal):
         with self._writing() as conn:
             _rebuild(conn)
 
-    def catch_up_index(self) -> None:
-        """Index the entries planned since the last catch-up (a no-op read when none were).
-        Readers call it first; syncd also calls it after each apply, so `audit` finds it done.
+    def _index_behind(self, conn: sqlite3.Connection) -> bool:  # type: ignore[override]
+        return index.behind(conn)
 
-        One transaction per chunk of rows, each advancing the tracking row with the rows it
-        adds, so appends from other threads get the lock in between. Not fsynced: the index
-        is derived, and a lost chunk is simply indexed again by the next catch-up.
-        """
-        with self._reading() as conn:
-            if not index.behind(conn):
-                return
-        done = False
-        while not done:
-            with self._writing(durable=False) as conn:
-                done = index.catch_up_chunk(conn)
-
+    def _index_chunk(self, conn: sqlite3.Connection) -> bool:  # type: ignore[override]
+        return index.catch_up_chunk(conn)
 
     # -- integrity ------------------------------------------------------------------------
 
@@ -278,12 +266,4 @@ class SqliteJournal(SqlJournal):
         with self._lock:
             if self._conn is not None:  # never used: nothing was opened (or created)
                 self._conn.close()
-
-    def __enter__(self) -> SqliteJournal:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 

@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -159,14 +158,11 @@ class PostgresJournal(SqlJournal):
         with self._writing() as conn:
             _rebuild(conn)
 
-    def catch_up_index(self) -> None:
-        with self._reading() as conn:
-            if index.tracked(conn) >= tail(conn)[0]:
-                return
-        done = False
-        while not done:
-            with self._writing(durable=False) as conn:
-                done = index.catch_up_chunk(conn)
+    def _index_behind(self, conn: PgSql) -> bool:  # type: ignore[override]
+        return index.tracked(conn) < tail(conn)[0]
+
+    def _index_chunk(self, conn: PgSql) -> bool:  # type: ignore[override]
+        return index.catch_up_chunk(conn)
 
     # -- integrity ---------------------------------------------------------------------------
 
@@ -191,13 +187,6 @@ class PostgresJournal(SqlJournal):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def __enter__(self) -> PostgresJournal:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def _rebuild(conn: PgSql) -> None:
